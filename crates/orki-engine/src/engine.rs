@@ -1,0 +1,575 @@
+//! The engine: [`Engine::start`] wires the store, the HTTP listener and the
+//! delivery scheduler together; [`EngineHandle`] is the one API that the HTTP
+//! layer and the desktop shell both call.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::{Host, Url};
+
+use crate::event_types::{self, EventType};
+use crate::handshake;
+use crate::ids::{AttemptId, WebhookId};
+use crate::model::{Accepted, Attempt, AttemptDetail, Webhook, WebhookRecord};
+use crate::outbound::Outbound;
+use crate::store::{Credentials, Health, NewEvent};
+use crate::{Config, Error, Result, Secret, Store};
+
+/// Something that happened in the engine, for live views.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EngineEvent {
+    /// An attempt was recorded in the delivery log.
+    AttemptRecorded(Attempt),
+    /// A webhook's consecutive-failure count changed.
+    WebhookHealthChanged(Health),
+}
+
+/// A new webhook as the admin enters it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// `https://…` (or `http://` to loopback when allowed).
+    pub url: String,
+    /// The shared secret.
+    pub verify_token: String,
+    /// Event types to subscribe to (at least one).
+    pub events: Vec<String>,
+    /// Starts enabled unless `false`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Changes to a webhook; absent fields stay as they are.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    /// A new URL (re-runs the handshake).
+    pub url: Option<String>,
+    /// A new verify token (re-runs the handshake).
+    pub verify_token: Option<String>,
+    /// New subscriptions.
+    pub events: Option<Vec<String>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+/// One page of the delivery log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptPage {
+    /// Attempts, newest first.
+    pub items: Vec<Attempt>,
+    /// Pass as `cursor` for the next (older) page; `None` on the last page.
+    pub next_cursor: Option<AttemptId>,
+}
+
+/// The running engine. Cancel its token to stop it, then [`Engine::wait`].
+pub struct Engine {
+    handle: EngineHandle,
+    tasks: TaskTracker,
+    local_addr: SocketAddr,
+}
+
+/// A cloneable handle on the running engine: every operation of the product.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) outbound: Outbound,
+    credentials: RwLock<Credentials>,
+    pub(crate) wake: Notify,
+    events: broadcast::Sender<EngineEvent>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Engine {
+    /// Starts the engine on an open store and an already-bound listener. Work
+    /// stops when `cancel` is cancelled; in-flight attempts finish (or stay queued).
+    pub async fn start(
+        config: Config,
+        store: Store,
+        listener: TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<Engine> {
+        config.validate()?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Io {
+            context: "reading the listener's address".into(),
+            source,
+        })?;
+        let outbound = Outbound::new(&config.ca_files, config.request_timeout)?;
+        let stored = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.credentials())
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??
+        };
+        let credentials = Credentials {
+            ingest_key: config.ingest_key.clone().unwrap_or(stored.ingest_key),
+            admin_token: config.admin_token.clone().unwrap_or(stored.admin_token),
+        };
+        if credentials.ingest_key == credentials.admin_token {
+            return Err(Error::Config(
+                "the ingest key and the admin token must differ".into(),
+            ));
+        }
+        let (events, _) = broadcast::channel(1024);
+        let handle = EngineHandle {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                outbound,
+                credentials: RwLock::new(credentials),
+                wake: Notify::new(),
+                events,
+                cancel: cancel.clone(),
+            }),
+        };
+        let tasks = TaskTracker::new();
+        tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
+        let app = crate::api::router(handle.clone());
+        let shutdown = cancel.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP listener stopped");
+            }
+        });
+        tracing::info!(%local_addr, "engine started");
+        Ok(Engine {
+            handle,
+            tasks,
+            local_addr,
+        })
+    }
+
+    /// The handle to call the engine with.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Where the listener is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the engine has stopped after its token was cancelled: the
+    /// listener closed and in-flight attempts finished.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        tracing::info!("engine stopped");
+    }
+}
+
+impl EngineHandle {
+    /// Runs a blocking store call off the async threads.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Storage(format!("a storage task failed: {e}")))?
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Live events: attempts recorded, health changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, event: EngineEvent) {
+        // No subscribers is fine.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// The key that posts events.
+    pub fn ingest_key(&self) -> Secret {
+        self.creds().ingest_key.clone()
+    }
+
+    /// The token that manages the engine.
+    pub fn admin_token(&self) -> Secret {
+        self.creds().admin_token.clone()
+    }
+
+    fn creds(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
+        // A poisoned lock only means a panic elsewhere mid-write of two strings.
+        self.inner
+            .credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The known event types with descriptions and samples.
+    pub fn event_types(&self) -> Vec<EventType> {
+        event_types::catalogue()
+    }
+
+    fn threshold(&self) -> u32 {
+        self.inner.config.warning_threshold
+    }
+
+    /// Registers a webhook: validates, runs the handshake, then saves.
+    pub async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook> {
+        let url = self.validate_url(&new.url)?;
+        let token = validate_token(&new.verify_token)?;
+        let events = validate_events(new.events)?;
+        self.handshake(&url, &token).await?;
+        let now = Utc::now();
+        let record = WebhookRecord {
+            id: WebhookId::generate(),
+            url: url.to_string(),
+            verify_token: Secret::new(token),
+            events,
+            enabled: new.enabled.unwrap_or(true),
+            created_at: now,
+            updated_at: now,
+            consecutive_failures: 0,
+            last_attempt_at: None,
+            last_status_code: None,
+        };
+        let saved = record.clone();
+        self.blocking(move |s| s.insert_webhook(&saved)).await?;
+        tracing::info!(webhook = %record.id, url = %redacted(&url), "webhook registered");
+        Ok(record.view(self.threshold(), true))
+    }
+
+    /// Changes a webhook; a new URL or token is verified first.
+    pub async fn update_webhook(&self, id: WebhookId, patch: WebhookPatch) -> Result<Webhook> {
+        let current = self
+            .blocking(move |s| s.get_webhook(id))
+            .await?
+            .ok_or_else(|| not_found("webhook", id))?;
+        let url = patch
+            .url
+            .as_deref()
+            .map(|u| self.validate_url(u))
+            .transpose()?;
+        let token = patch
+            .verify_token
+            .as_deref()
+            .map(validate_token)
+            .transpose()?;
+        let events = patch.events.map(validate_events).transpose()?;
+        let url_changed = url.as_ref().is_some_and(|u| u.as_str() != current.url);
+        let token_changed = token
+            .as_ref()
+            .is_some_and(|t| !current.verify_token.matches(t));
+        if url_changed || token_changed {
+            let check_url = match &url {
+                Some(u) => u.clone(),
+                None => Url::parse(&current.url).map_err(|e| Error::Corrupt(e.to_string()))?,
+            };
+            let check_token = token
+                .clone()
+                .unwrap_or_else(|| current.verify_token.expose().to_owned());
+            self.handshake(&check_url, &check_token).await?;
+        }
+        let enabled = patch.enabled;
+        let updated = self
+            .blocking(move |s| {
+                s.update_webhook(id, |w| {
+                    if let Some(u) = url {
+                        w.url = u.to_string();
+                    }
+                    if let Some(t) = token {
+                        w.verify_token = Secret::new(t);
+                    }
+                    if let Some(e) = events {
+                        w.events = e;
+                    }
+                    if let Some(e) = enabled {
+                        if e && !w.enabled {
+                            // A re-enabled webhook starts with a clean slate.
+                            w.consecutive_failures = 0;
+                        }
+                        w.enabled = e;
+                    }
+                    w.updated_at = Utc::now();
+                    Ok(())
+                })
+            })
+            .await?;
+        tracing::info!(webhook = %id, "webhook updated");
+        Ok(updated.view(self.threshold(), true))
+    }
+
+    /// One webhook, with its verify token.
+    pub async fn get_webhook(&self, id: WebhookId) -> Result<Webhook> {
+        let record = self
+            .blocking(move |s| s.get_webhook(id))
+            .await?
+            .ok_or_else(|| not_found("webhook", id))?;
+        Ok(record.view(self.threshold(), true))
+    }
+
+    /// All webhooks, oldest first, without tokens.
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
+        let threshold = self.threshold();
+        let records = self.blocking(|s| s.list_webhooks()).await?;
+        Ok(records.iter().map(|r| r.view(threshold, false)).collect())
+    }
+
+    /// Deletes a webhook and cancels its pending deliveries.
+    pub async fn delete_webhook(&self, id: WebhookId) -> Result<()> {
+        self.blocking(move |s| s.delete_webhook(id)).await?;
+        tracing::info!(webhook = %id, "webhook deleted");
+        Ok(())
+    }
+
+    /// Accepts an event: returns only after it and its deliveries are committed.
+    /// `data_json` must be a JSON object (the HTTP layer checks it).
+    pub async fn ingest(
+        &self,
+        event_type: String,
+        data_json: String,
+        idempotency: Option<(String, String)>,
+    ) -> Result<Accepted> {
+        if !event_types::is_known(&event_type) {
+            return Err(Error::UnknownEventType(event_type));
+        }
+        let accepted = self
+            .blocking(move |s| {
+                s.ingest(
+                    NewEvent {
+                        event_type: &event_type,
+                        data_json: &data_json,
+                        idempotency: idempotency.as_ref().map(|(k, h)| (k.as_str(), h.clone())),
+                    },
+                    Utc::now(),
+                )
+            })
+            .await?;
+        if accepted.deliveries > 0 && !accepted.replayed {
+            self.inner.wake.notify_one();
+        }
+        Ok(accepted)
+    }
+
+    /// A page of the delivery log, newest first.
+    pub async fn list_attempts(
+        &self,
+        cursor: Option<AttemptId>,
+        limit: usize,
+    ) -> Result<AttemptPage> {
+        let limit = limit.clamp(1, 500);
+        let mut items = self
+            .blocking(move |s| s.list_attempts(cursor, limit + 1))
+            .await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|a| a.id)
+        } else {
+            None
+        };
+        Ok(AttemptPage { items, next_cursor })
+    }
+
+    /// One attempt with the exact request and the response.
+    pub async fn get_attempt(&self, id: AttemptId) -> Result<AttemptDetail> {
+        self.blocking(move |s| s.get_attempt(id))
+            .await?
+            .ok_or_else(|| not_found("attempt", id))
+    }
+
+    /// Deliveries waiting in the due queue.
+    pub async fn pending_deliveries(&self) -> Result<u64> {
+        self.blocking(|s| s.pending_count()).await
+    }
+
+    async fn handshake(&self, url: &Url, token: &str) -> Result<()> {
+        handshake::verify(&self.inner.outbound, url, token)
+            .await
+            .map_err(|failure| {
+                tracing::info!(url = %redacted(url), step = failure.step.as_str(), "handshake failed");
+                Error::Verification(failure)
+            })
+    }
+
+    fn validate_url(&self, text: &str) -> Result<Url> {
+        validate_url(text, self.inner.config.allow_http_localhost)
+    }
+}
+
+/// Checks a webhook URL: absolute, `https://` (or `http://` to loopback when allowed).
+pub fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url> {
+    let text = text.trim();
+    if text.len() > 2048 {
+        return Err(Error::invalid(
+            "invalid_url",
+            "the URL is longer than 2048 characters",
+        ));
+    }
+    let url = Url::parse(text)
+        .map_err(|e| Error::invalid("invalid_url", format!("{text:?} is not a valid URL: {e}")))?;
+    if url.host().is_none() {
+        return Err(Error::invalid("invalid_url", "the URL has no host"));
+    }
+    if url.fragment().is_some() {
+        return Err(Error::invalid(
+            "invalid_url",
+            "the URL must not have a #fragment",
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_http_localhost && is_loopback(&url) => Ok(url),
+        "http" if is_loopback(&url) => Err(Error::invalid(
+            "https_required",
+            "webhook URLs must use https://; plain http:// to localhost needs the setting \"allow plain HTTP to localhost for development\" (--allow-http-localhost)",
+        )),
+        "http" => Err(Error::invalid(
+            "https_required",
+            "webhook URLs must use https:// so that deliveries are encrypted",
+        )),
+        other => Err(Error::invalid(
+            "invalid_url",
+            format!("the URL scheme must be https, not {other:?}"),
+        )),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn validate_token(token: &str) -> Result<String> {
+    if token.is_empty() {
+        return Err(Error::invalid(
+            "invalid_verify_token",
+            "the verify token must not be empty",
+        ));
+    }
+    if token.len() > 512 {
+        return Err(Error::invalid(
+            "invalid_verify_token",
+            "the verify token must be at most 512 characters",
+        ));
+    }
+    if token.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "invalid_verify_token",
+            "the verify token must not contain control characters",
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+fn validate_events(events: Vec<String>) -> Result<Vec<String>> {
+    if events.is_empty() {
+        return Err(Error::invalid(
+            "no_events",
+            "subscribe to at least one event type",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for e in events {
+        if !event_types::is_known(&e) {
+            return Err(Error::invalid(
+                "unknown_event_type",
+                format!(
+                    "unknown event type {e:?}; known types: {}",
+                    event_types::NAMES.join(", ")
+                ),
+            ));
+        }
+        if seen.insert(e.clone()) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// A URL safe for logs: scheme, host, port and path, without query or user info.
+pub fn redacted(url: &Url) -> String {
+    format!(
+        "{}://{}{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+        url.path()
+    )
+}
+
+fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
+    Error::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_https_unless_loopback_http_is_allowed() {
+        assert!(validate_url("https://example.com/hook", false).is_ok());
+        let err = |u: &str, allow: bool| match validate_url(u, allow) {
+            Err(Error::Invalid { code, .. }) => code,
+            other => panic!("{u}: {other:?}"),
+        };
+        assert_eq!(err("http://example.com/hook", false), "https_required");
+        assert_eq!(err("http://example.com/hook", true), "https_required");
+        assert_eq!(err("http://127.0.0.1:9/hook", false), "https_required");
+        assert!(validate_url("http://127.0.0.1:9/hook", true).is_ok());
+        assert!(validate_url("http://localhost:9/hook", true).is_ok());
+        assert!(validate_url("http://[::1]:9/hook", true).is_ok());
+        assert_eq!(err("ftp://example.com/", false), "invalid_url");
+        assert_eq!(err("not a url", false), "invalid_url");
+        assert_eq!(err("https://example.com/#x", false), "invalid_url");
+    }
+
+    #[test]
+    fn events_are_checked_and_deduplicated() {
+        assert!(matches!(
+            validate_events(vec![]),
+            Err(Error::Invalid {
+                code: "no_events",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_events(vec!["nope".into()]),
+            Err(Error::Invalid {
+                code: "unknown_event_type",
+                ..
+            })
+        ));
+        assert_eq!(
+            validate_events(vec!["meta.message".into(), "meta.message".into()]).ok(),
+            Some(vec!["meta.message".to_string()])
+        );
+    }
+
+    #[test]
+    fn redaction_drops_query_and_credentials() {
+        let url = Url::parse("https://user:pw@example.com:8443/hook?key=secret").expect("valid");
+        assert_eq!(redacted(&url), "https://example.com:8443/hook");
+    }
+}

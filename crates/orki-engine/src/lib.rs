@@ -1,0 +1,54 @@
+//! The Orki Webhooks engine: everything the product does, without a window.
+//!
+//! Local tools post events to the HTTP listener; the engine stores each event
+//! and one delivery job per subscribed webhook in a single redb transaction,
+//! answers `202` only after that commit, then signs and delivers every job,
+//! retrying failures on a backoff schedule that survives restarts. Every
+//! attempt is recorded for the delivery log.
+//!
+//! # Layout
+//! - [`config`]: the plain configuration struct built by the binaries, and its validation.
+//! - [`engine`]: [`Engine::start`] wires store, listener and scheduler together;
+//!   [`EngineHandle`] is the one API both the HTTP layer and the desktop shell call.
+//! - [`api`]: the axum router: ingest (`POST /v1/events`) and the admin API, mapping
+//!   errors to the JSON error shape in one place.
+//! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
+//!   deliveries, the due queue and the attempt log. Every business operation is one
+//!   write transaction.
+//! - [`model`]: records as stored and as shown; [`ids`]: typed, time-ordered ids.
+//! - [`delivery`]: the scheduler that reads the due queue and runs attempts with bounded
+//!   concurrency, overall and per webhook.
+//! - [`outbound`]: the HTTP client (system roots plus extra CAs, no redirects), sending
+//!   one signed request and classifying its failure.
+//! - [`handshake`]: the ownership check run before a webhook is saved.
+//! - [`signing`]: `X-Hub-Signature-256`. [`retry`]: the pure backoff policy.
+//! - [`event_types`]: the catalogue of event types with their sample payloads.
+//! - [`telemetry`]: tracing to stderr and daily rolling files.
+//! - [`error`]: the crate's error type.
+
+pub mod api;
+pub mod codec;
+pub mod config;
+pub mod delivery;
+pub mod engine;
+pub mod error;
+pub mod event_types;
+pub mod handshake;
+pub mod ids;
+pub mod model;
+pub mod outbound;
+pub mod retry;
+pub mod secret;
+pub mod signing;
+pub mod store;
+pub mod tables;
+pub mod telemetry;
+
+pub use config::Config;
+pub use engine::{Engine, EngineEvent, EngineHandle};
+pub use error::{Error, Result};
+pub use secret::Secret;
+pub use store::Store;
+
+/// The version sent in `User-Agent` and reported by `/v1/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

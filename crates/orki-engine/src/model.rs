@@ -1,0 +1,287 @@
+//! Records as stored in redb, and the views the API shows.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
+
+/// A registered webhook as stored (with its verify token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// Its id.
+    pub id: WebhookId,
+    /// Where deliveries are posted.
+    pub url: String,
+    /// Shared secret: signs deliveries, and is checked by the endpoint in the handshake.
+    pub verify_token: Secret,
+    /// Subscribed event types.
+    pub events: Vec<String>,
+    /// Disabled webhooks get no new deliveries, and their pending ones are cancelled.
+    pub enabled: bool,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed by an admin.
+    pub updated_at: DateTime<Utc>,
+    /// Failed attempts since the last success (test events excluded).
+    pub consecutive_failures: u32,
+    /// When the last (non-test) attempt finished.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The HTTP status of the last (non-test) attempt, if one came back.
+    pub last_status_code: Option<u16>,
+}
+
+impl WebhookRecord {
+    /// The public view. The verify token is shown only when `reveal_token` is set
+    /// (single-webhook answers), never in lists.
+    pub fn view(&self, warning_threshold: u32, reveal_token: bool) -> Webhook {
+        Webhook {
+            id: self.id,
+            url: self.url.clone(),
+            events: self.events.clone(),
+            enabled: self.enabled,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            consecutive_failures: self.consecutive_failures,
+            warning: self.consecutive_failures >= warning_threshold,
+            last_attempt_at: self.last_attempt_at,
+            last_status_code: self.last_status_code,
+            verify_token: reveal_token.then(|| self.verify_token.expose().to_owned()),
+        }
+    }
+}
+
+/// A webhook as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Its id.
+    pub id: WebhookId,
+    /// Where deliveries are posted.
+    pub url: String,
+    /// Subscribed event types.
+    pub events: Vec<String>,
+    /// Whether new events are delivered to it.
+    pub enabled: bool,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed by an admin.
+    pub updated_at: DateTime<Utc>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// `consecutive_failures` is at or above the warning threshold.
+    pub warning: bool,
+    /// When the last attempt finished.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The HTTP status of the last attempt, if one came back.
+    pub last_status_code: Option<u16>,
+    /// Only in single-webhook answers, never in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<String>,
+}
+
+/// An accepted event as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Its id (also in the envelope).
+    pub id: EventId,
+    /// Its type.
+    pub event_type: String,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// The exact envelope bytes that are signed and posted, every attempt alike.
+    pub payload: String,
+    /// A test event sent from the admin, not posted by a local tool.
+    #[serde(default)]
+    pub test: bool,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting in the due queue for its next attempt.
+    Pending,
+    /// An attempt got a 2xx.
+    Succeeded,
+    /// Every retry failed; given up.
+    Failed,
+    /// The webhook was deleted or disabled before it succeeded.
+    Cancelled,
+}
+
+/// One event's delivery to one webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// Its id, sent as `X-Orki-Delivery` (the same on every retry).
+    pub id: DeliveryId,
+    /// The event delivered.
+    pub event_id: EventId,
+    /// The webhook it goes to.
+    pub webhook_id: WebhookId,
+    /// The event's type.
+    pub event_type: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// The due-queue key while pending (unix ms).
+    pub due_ms: Option<u64>,
+    /// A test delivery (never retried, not counted in the webhook's health).
+    #[serde(default)]
+    pub test: bool,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The host name did not resolve.
+    Dns,
+    /// No TCP connection (refused, unreachable, reset).
+    Connect,
+    /// TLS failed: untrusted or invalid certificate, handshake error.
+    Tls,
+    /// No complete answer within the time limit.
+    Timeout,
+    /// The answer was not 2xx.
+    Status,
+    /// The answer was a 3xx; redirects are not followed.
+    Redirect,
+}
+
+impl ErrorClass {
+    /// The wire name, e.g. `tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Status => "status",
+            Self::Redirect => "redirect",
+        }
+    }
+}
+
+/// One attempt as listed in the delivery log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Its id.
+    pub id: AttemptId,
+    /// The delivery it belongs to.
+    pub delivery_id: DeliveryId,
+    /// The webhook it went to.
+    pub webhook_id: WebhookId,
+    /// The event delivered.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: String,
+    /// 1 for the first try of a delivery, then 2, 3, …
+    pub attempt: u32,
+    /// When the attempt finished.
+    pub timestamp: DateTime<Utc>,
+    /// A 2xx came back in time.
+    pub success: bool,
+    /// The HTTP status, if an answer came back.
+    pub status_code: Option<u16>,
+    /// Time from sending to the end of the answer (or the failure).
+    pub response_time_ms: u64,
+    /// What went wrong, for a person.
+    pub error: Option<String>,
+    /// What went wrong, for a machine.
+    pub error_class: Option<ErrorClass>,
+    /// Sent as a test event.
+    pub test: bool,
+    /// When the next try is due, if the delivery will be retried.
+    pub next_retry_at: Option<DateTime<Utc>>,
+}
+
+/// The request as it was sent (the body is the event's stored payload).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The URL posted to.
+    pub url: String,
+    /// Always `POST` for deliveries.
+    pub method: String,
+    /// Every header sent, signature included.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The answer as it came back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// The HTTP status.
+    pub status: u16,
+    /// The answer's headers.
+    pub headers: BTreeMap<String, String>,
+    /// The body (lossy UTF-8), cut at [`crate::outbound::MAX_RESPONSE_BODY`].
+    pub body: String,
+    /// The body was longer than what is kept.
+    pub body_truncated: bool,
+}
+
+/// An attempt as stored: the summary plus the request and response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The log line.
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    /// What was sent (without the body).
+    pub request: RequestRecord,
+    /// What came back, if anything did.
+    pub response: Option<ResponseRecord>,
+}
+
+/// The request of an attempt as the detail view shows it, body included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestView {
+    /// The URL posted to.
+    pub url: String,
+    /// `POST`.
+    pub method: String,
+    /// Every header sent.
+    pub headers: BTreeMap<String, String>,
+    /// The exact body bytes that were signed (null once the event was pruned).
+    pub body: Option<String>,
+}
+
+/// `GET /v1/attempts/{id}`: the attempt with the exact request and the response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptDetail {
+    /// The log line.
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    /// What was sent.
+    pub request: RequestView,
+    /// What came back, if anything did.
+    pub response: Option<ResponseRecord>,
+}
+
+/// The first result for an `Idempotency-Key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of the request body, to refuse the key's reuse for another request.
+    pub body_sha256: String,
+    /// The event it created.
+    pub event_id: EventId,
+    /// How many deliveries it created.
+    pub deliveries: u32,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to an accepted event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Accepted {
+    /// The event's id.
+    pub id: EventId,
+    /// How many deliveries were queued.
+    pub deliveries: u32,
+    /// This is the stored answer to an earlier request with the same Idempotency-Key.
+    #[serde(skip)]
+    pub replayed: bool,
+}

@@ -1,0 +1,603 @@
+//! The redb database: registry, events, deliveries, the due queue, the attempt log.
+//!
+//! Every business operation is one write transaction, committed with
+//! `Durability::Immediate` (redb's default): when a method returns `Ok`, the
+//! change is on disk. The calls block; async callers run them on
+//! `spawn_blocking` (see `EngineHandle`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    WriteTransaction,
+};
+
+use crate::codec::{decode, encode};
+use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
+use crate::model::{
+    Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
+    IdempotencyRecord, RequestView, WebhookRecord,
+};
+use crate::tables::{ATTEMPTS, DELIVERIES, DUE, EVENTS, IDEMPOTENCY, META, WEBHOOKS};
+use crate::{Error, Result, Secret};
+
+/// The open database. Cheap to clone; redb serialises writers itself.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+/// The two credentials of the listener.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Posts events, and nothing else.
+    pub ingest_key: Secret,
+    /// Manages everything, and does not post events.
+    pub admin_token: Secret,
+}
+
+/// A new event to accept.
+#[derive(Debug)]
+pub struct NewEvent<'a> {
+    /// A known event type.
+    pub event_type: &'a str,
+    /// The `data` object, exactly as posted (already checked to be a JSON object).
+    pub data_json: &'a str,
+    /// `(Idempotency-Key, SHA-256 of the request body)`.
+    pub idempotency: Option<(&'a str, String)>,
+}
+
+/// A due delivery picked from the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueJob {
+    /// Its due-queue time (unix ms).
+    pub due_ms: u64,
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// Its webhook (for per-webhook concurrency limits).
+    pub webhook_id: WebhookId,
+}
+
+/// Everything needed to make one attempt.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The delivery.
+    pub delivery: DeliveryRecord,
+    /// Its event (with the payload to send).
+    pub event: EventRecord,
+    /// Its webhook, unless it was deleted.
+    pub webhook: Option<WebhookRecord>,
+}
+
+/// A webhook's health after an attempt changed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// At or above the warning threshold.
+    pub warning: bool,
+}
+
+const INGEST_KEY: &str = "ingest_key";
+const ADMIN_TOKEN: &str = "admin_token";
+const SCHEMA_VERSION: &str = "schema_version";
+
+impl Store {
+    /// Opens (or creates) the database file, creating its directory and tables.
+    /// Fails with [`Error::AlreadyRunning`] while another process holds the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                context: format!("creating the data directory {}", dir.display()),
+                source,
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                Error::AlreadyRunning(path.display().to_string())
+            }
+            other => Error::Storage(format!("opening {}: {other}", path.display())),
+        })?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get(SCHEMA_VERSION)?.map(|v| v.value().to_owned());
+            match version.as_deref() {
+                None => {
+                    meta.insert(SCHEMA_VERSION, "1")?;
+                }
+                Some("1") => {}
+                Some(other) => {
+                    return Err(Error::Corrupt(format!(
+                        "database schema version {other} is newer than this build understands (1)"
+                    )));
+                }
+            }
+            txn.open_table(WEBHOOKS)?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(DELIVERIES)?;
+            txn.open_table(DUE)?;
+            txn.open_table(ATTEMPTS)?;
+            txn.open_table(IDEMPOTENCY)?;
+        }
+        txn.commit()?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self) -> Result<WriteTransaction> {
+        Ok(self.db.begin_write()?)
+    }
+
+    fn read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// The stored credentials, generated and saved on first start.
+    pub fn credentials(&self) -> Result<Credentials> {
+        let txn = self.write()?;
+        let creds = {
+            let mut meta = txn.open_table(META)?;
+            let mut get_or_create = |name: &str, prefix: &str| -> Result<Secret> {
+                if let Some(v) = meta.get(name)? {
+                    return Ok(Secret::new(v.value()));
+                }
+                let fresh = Secret::generate(prefix);
+                meta.insert(name, fresh.expose())?;
+                Ok(fresh)
+            };
+            Credentials {
+                ingest_key: get_or_create(INGEST_KEY, "ik_")?,
+                admin_token: get_or_create(ADMIN_TOKEN, "at_")?,
+            }
+        };
+        txn.commit()?;
+        Ok(creds)
+    }
+
+    /// Replaces the stored ingest key with a fresh one and returns it.
+    pub fn regenerate_ingest_key(&self) -> Result<Secret> {
+        let fresh = Secret::generate("ik_");
+        let txn = self.write()?;
+        txn.open_table(META)?.insert(INGEST_KEY, fresh.expose())?;
+        txn.commit()?;
+        Ok(fresh)
+    }
+
+    // ----- webhooks -----
+
+    /// Saves a new webhook.
+    pub fn insert_webhook(&self, webhook: &WebhookRecord) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(WEBHOOKS)?
+            .insert(webhook.id.0, encode(webhook)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// One webhook.
+    pub fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>> {
+        let txn = self.read()?;
+        let table = txn.open_table(WEBHOOKS)?;
+        table
+            .get(id.0)?
+            .map(|v| decode(v.value(), "webhook"))
+            .transpose()
+    }
+
+    /// All webhooks, oldest first.
+    pub fn list_webhooks(&self) -> Result<Vec<WebhookRecord>> {
+        let txn = self.read()?;
+        let table = txn.open_table(WEBHOOKS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            out.push(decode(v.value(), "webhook")?);
+        }
+        Ok(out)
+    }
+
+    /// Changes a webhook in one transaction. `change` may refuse with an error, and then
+    /// nothing is written. Disabling a webhook cancels its pending deliveries.
+    pub fn update_webhook(
+        &self,
+        id: WebhookId,
+        change: impl FnOnce(&mut WebhookRecord) -> Result<()>,
+    ) -> Result<WebhookRecord> {
+        let txn = self.write()?;
+        let updated = {
+            let mut table = txn.open_table(WEBHOOKS)?;
+            let mut webhook: WebhookRecord = match table.get(id.0)? {
+                Some(v) => decode(v.value(), "webhook")?,
+                None => return Err(not_found("webhook", id)),
+            };
+            change(&mut webhook)?;
+            table.insert(id.0, encode(&webhook)?.as_slice())?;
+            webhook
+        };
+        if !updated.enabled {
+            cancel_pending(&txn, id)?;
+        }
+        txn.commit()?;
+        Ok(updated)
+    }
+
+    /// Deletes a webhook and cancels its pending deliveries. The log keeps its attempts.
+    pub fn delete_webhook(&self, id: WebhookId) -> Result<()> {
+        let txn = self.write()?;
+        if txn.open_table(WEBHOOKS)?.remove(id.0)?.is_none() {
+            return Err(not_found("webhook", id));
+        }
+        cancel_pending(&txn, id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ----- events -----
+
+    /// Accepts an event: stores it and one pending delivery per subscribed, enabled
+    /// webhook, due now, in one durable transaction. With an idempotency key already
+    /// seen, returns the first result (or a conflict when the body differs).
+    pub fn ingest(&self, new: NewEvent<'_>, now: DateTime<Utc>) -> Result<Accepted> {
+        let txn = self.write()?;
+        let accepted = {
+            let mut idem = txn.open_table(IDEMPOTENCY)?;
+            if let Some((key, body_sha)) = &new.idempotency {
+                if let Some(v) = idem.get(*key)? {
+                    let first: IdempotencyRecord = decode(v.value(), "idempotency record")?;
+                    if &first.body_sha256 != body_sha {
+                        return Err(Error::IdempotencyConflict((*key).to_owned()));
+                    }
+                    return Ok(Accepted {
+                        id: first.event_id,
+                        deliveries: first.deliveries,
+                        replayed: true,
+                    });
+                }
+            }
+            let event_id = EventId::generate();
+            let created_at = now;
+            let payload = envelope(event_id, new.event_type, created_at, new.data_json)?;
+            let event = EventRecord {
+                id: event_id,
+                event_type: new.event_type.to_owned(),
+                created_at,
+                payload,
+                test: false,
+            };
+            txn.open_table(EVENTS)?
+                .insert(event_id.0, encode(&event)?.as_slice())?;
+
+            let webhooks = txn.open_table(WEBHOOKS)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut due = txn.open_table(DUE)?;
+            let due_ms = unix_ms(now);
+            let mut count = 0u32;
+            for entry in webhooks.iter()? {
+                let (_, v) = entry?;
+                let webhook: WebhookRecord = decode(v.value(), "webhook")?;
+                if !webhook.enabled || !webhook.events.iter().any(|e| e == new.event_type) {
+                    continue;
+                }
+                let delivery = DeliveryRecord {
+                    id: DeliveryId::generate(),
+                    event_id,
+                    webhook_id: webhook.id,
+                    event_type: new.event_type.to_owned(),
+                    created_at,
+                    attempts: 0,
+                    state: DeliveryState::Pending,
+                    due_ms: Some(due_ms),
+                    test: false,
+                };
+                deliveries.insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+                due.insert((due_ms, delivery.id.0), webhook.id.0)?;
+                count += 1;
+            }
+            if let Some((key, body_sha)) = new.idempotency {
+                let record = IdempotencyRecord {
+                    body_sha256: body_sha,
+                    event_id,
+                    deliveries: count,
+                    created_at,
+                };
+                idem.insert(key, encode(&record)?.as_slice())?;
+            }
+            Accepted {
+                id: event_id,
+                deliveries: count,
+                replayed: false,
+            }
+        };
+        txn.commit()?;
+        Ok(accepted)
+    }
+
+    /// One event.
+    pub fn get_event(&self, id: EventId) -> Result<Option<EventRecord>> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENTS)?;
+        table
+            .get(id.0)?
+            .map(|v| decode(v.value(), "event"))
+            .transpose()
+    }
+
+    // ----- the due queue -----
+
+    /// Due deliveries (due at or before `now_ms`), oldest first, at most `limit`,
+    /// leaving out those `skip` refuses (already in flight, webhook at its limit).
+    /// Also returns when the queue next needs a look: the first later due time.
+    pub fn scan_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        mut skip: impl FnMut(&DueJob) -> bool,
+    ) -> Result<(Vec<DueJob>, Option<u64>)> {
+        // Bounds the work of one scan when many due jobs are skipped.
+        const MAX_SCANNED: usize = 20_000;
+        let txn = self.read()?;
+        let due = txn.open_table(DUE)?;
+        let mut jobs = Vec::new();
+        for (scanned, entry) in due.iter()?.enumerate() {
+            let (k, v) = entry?;
+            let (due_ms, delivery) = k.value();
+            if due_ms > now_ms {
+                return Ok((jobs, Some(due_ms)));
+            }
+            if scanned >= MAX_SCANNED {
+                return Ok((jobs, Some(now_ms + 50)));
+            }
+            let job = DueJob {
+                due_ms,
+                delivery_id: DeliveryId(delivery),
+                webhook_id: WebhookId(v.value()),
+            };
+            if skip(&job) {
+                continue;
+            }
+            jobs.push(job);
+            if jobs.len() >= limit {
+                break;
+            }
+        }
+        Ok((jobs, None))
+    }
+
+    /// The delivery, its event and its webhook.
+    pub fn load_job(&self, id: DeliveryId) -> Result<Option<Job>> {
+        let txn = self.read()?;
+        let Some(delivery) = txn
+            .open_table(DELIVERIES)?
+            .get(id.0)?
+            .map(|v| decode::<DeliveryRecord>(v.value(), "delivery"))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let Some(event) = txn
+            .open_table(EVENTS)?
+            .get(delivery.event_id.0)?
+            .map(|v| decode::<EventRecord>(v.value(), "event"))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let webhook = txn
+            .open_table(WEBHOOKS)?
+            .get(delivery.webhook_id.0)?
+            .map(|v| decode::<WebhookRecord>(v.value(), "webhook"))
+            .transpose()?;
+        Ok(Some(Job {
+            delivery,
+            event,
+            webhook,
+        }))
+    }
+
+    /// Takes a delivery off the queue without an attempt (its webhook is gone or
+    /// disabled, or its event was lost).
+    pub fn cancel_delivery(&self, id: DeliveryId, due_ms: u64) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(DUE)?.remove((due_ms, id.0))?;
+        {
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let found: Option<DeliveryRecord> = deliveries
+                .get(id.0)?
+                .map(|v| decode(v.value(), "delivery"))
+                .transpose()?;
+            if let Some(mut d) = found {
+                d.state = DeliveryState::Cancelled;
+                d.due_ms = None;
+                deliveries.insert(id.0, encode(&d)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Records a delivery attempt and moves the delivery on, in one transaction:
+    /// the attempt is logged; the delivery succeeds, waits in the queue until
+    /// `next_due_ms`, or is given up; the webhook's failure count and last status
+    /// are updated. Returns the webhook's health when it changed.
+    pub fn record_attempt(
+        &self,
+        record: &AttemptRecord,
+        next_due_ms: Option<u64>,
+        warning_threshold: u32,
+    ) -> Result<Option<Health>> {
+        let a = &record.attempt;
+        let txn = self.write()?;
+        txn.open_table(ATTEMPTS)?
+            .insert(a.id.0, encode(record)?.as_slice())?;
+        {
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut due = txn.open_table(DUE)?;
+            let found: Option<DeliveryRecord> = deliveries
+                .get(a.delivery_id.0)?
+                .map(|v| decode(v.value(), "delivery"))
+                .transpose()?;
+            if let Some(mut delivery) = found {
+                if let Some(old) = delivery.due_ms.take() {
+                    due.remove((old, delivery.id.0))?;
+                }
+                delivery.attempts = delivery.attempts.max(a.attempt);
+                delivery.state = if a.success {
+                    DeliveryState::Succeeded
+                } else if let Some(next) = next_due_ms {
+                    due.insert((next, delivery.id.0), delivery.webhook_id.0)?;
+                    delivery.due_ms = Some(next);
+                    DeliveryState::Pending
+                } else {
+                    DeliveryState::Failed
+                };
+                deliveries.insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+            }
+        }
+        let health = {
+            let mut webhooks = txn.open_table(WEBHOOKS)?;
+            let found: Option<WebhookRecord> = webhooks
+                .get(a.webhook_id.0)?
+                .map(|v| decode(v.value(), "webhook"))
+                .transpose()?;
+            match found {
+                Some(mut w) => {
+                    let before = w.consecutive_failures;
+                    w.consecutive_failures = if a.success {
+                        0
+                    } else {
+                        before.saturating_add(1)
+                    };
+                    w.last_attempt_at = Some(a.timestamp);
+                    w.last_status_code = a.status_code;
+                    webhooks.insert(w.id.0, encode(&w)?.as_slice())?;
+                    (before != w.consecutive_failures).then(|| Health {
+                        webhook_id: w.id,
+                        consecutive_failures: w.consecutive_failures,
+                        warning: w.consecutive_failures >= warning_threshold,
+                    })
+                }
+                None => None,
+            }
+        };
+        txn.commit()?;
+        Ok(health)
+    }
+
+    // ----- the attempt log -----
+
+    /// Attempts newest first, older than `before` when given, at most `limit`.
+    pub fn list_attempts(&self, before: Option<AttemptId>, limit: usize) -> Result<Vec<Attempt>> {
+        let txn = self.read()?;
+        let table = txn.open_table(ATTEMPTS)?;
+        let range = match before {
+            Some(id) => table.range(..id.0)?,
+            None => table.range(0..)?,
+        };
+        let mut out = Vec::with_capacity(limit.min(1000));
+        for entry in range.rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(decode::<AttemptRecord>(v.value(), "attempt")?.attempt);
+        }
+        Ok(out)
+    }
+
+    /// One attempt with its request (body from the event) and response.
+    pub fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptDetail>> {
+        let txn = self.read()?;
+        let Some(record) = txn
+            .open_table(ATTEMPTS)?
+            .get(id.0)?
+            .map(|v| decode::<AttemptRecord>(v.value(), "attempt"))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let body = txn
+            .open_table(EVENTS)?
+            .get(record.attempt.event_id.0)?
+            .map(|v| decode::<EventRecord>(v.value(), "event"))
+            .transpose()?
+            .map(|e| e.payload);
+        Ok(Some(AttemptDetail {
+            attempt: record.attempt,
+            request: RequestView {
+                url: record.request.url,
+                method: record.request.method,
+                headers: record.request.headers,
+                body,
+            },
+            response: record.response,
+        }))
+    }
+
+    /// Counts of the queue and the log, for health and tests.
+    pub fn pending_count(&self) -> Result<u64> {
+        let txn = self.read()?;
+        Ok(txn.open_table(DUE)?.len()?)
+    }
+}
+
+/// Removes a webhook's deliveries from the due queue and marks them cancelled.
+fn cancel_pending(txn: &WriteTransaction, webhook: WebhookId) -> Result<()> {
+    let mut due = txn.open_table(DUE)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut doomed = Vec::new();
+    for entry in due.iter()? {
+        let (k, v) = entry?;
+        if v.value() == webhook.0 {
+            doomed.push(k.value());
+        }
+    }
+    for key in doomed {
+        due.remove(key)?;
+        let found: Option<DeliveryRecord> = deliveries
+            .get(key.1)?
+            .map(|v| decode(v.value(), "delivery"))
+            .transpose()?;
+        if let Some(mut d) = found {
+            d.state = DeliveryState::Cancelled;
+            d.due_ms = None;
+            deliveries.insert(key.1, encode(&d)?.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// The envelope posted to webhooks; `data_json` is embedded byte for byte.
+fn envelope(id: EventId, event_type: &str, at: DateTime<Utc>, data_json: &str) -> Result<String> {
+    let ty = serde_json::to_string(event_type).map_err(|e| Error::Storage(e.to_string()))?;
+    Ok(format!(
+        r#"{{"id":"{id}","type":{ty},"created_at":"{}","data":{data_json}}}"#,
+        rfc3339(at)
+    ))
+}
+
+/// RFC 3339 in UTC with milliseconds and a `Z`.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp_millis()).unwrap_or(0)
+}
+
+fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
+    Error::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}

@@ -1,0 +1,22 @@
+//! Every redb table of the database, in one place, with versioned names.
+//!
+//! Values are bytes written by [`crate::codec`]; keys are native redb types so
+//! that ranges are ordered: ids are UUIDv7 (`u128`), time-ordered.
+
+use redb::TableDefinition;
+
+/// Small string settings: secrets, schema version.
+pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta_v1");
+/// `webhook id → Webhook record`.
+pub const WEBHOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks_v1");
+/// `event id → Event record` (with the exact envelope bytes that are signed and sent).
+pub const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events_v1");
+/// `delivery id → Delivery record` (one per event and webhook).
+pub const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("deliveries_v1");
+/// The due queue: `(due unix ms, delivery id) → webhook id`. A delivery stays here
+/// until an attempt succeeds or it is given up, so a crash mid-attempt retries it.
+pub const DUE: TableDefinition<(u64, u128), u128> = TableDefinition::new("due_v1");
+/// `attempt id → Attempt record`; ids are time-ordered, so iteration is the log order.
+pub const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempts_v1");
+/// `Idempotency-Key → IdempotencyRecord` (the first result for that key).
+pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");

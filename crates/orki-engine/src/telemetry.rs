@@ -1,0 +1,39 @@
+//! Logging: tracing to stderr and to daily rolling files, for the binaries to set up.
+//! Secrets never reach these logs: they are `Secret`s (redacted in `Debug`) and URLs
+//! are logged without their query (see `engine::redacted`).
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::{Error, Result};
+
+/// Logs to stderr and to `<log_dir>/<file_prefix>.YYYY-MM-DD` (kept 14 days).
+/// Keep the returned guard alive: dropping it flushes the file writer.
+/// `RUST_LOG` tunes the filter (default `info`).
+pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard> {
+    std::fs::create_dir_all(log_dir).map_err(|source| Error::Io {
+        context: format!("creating the log directory {}", log_dir.display()),
+        source,
+    })?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(file_prefix)
+        .filename_suffix("log")
+        .max_log_files(14)
+        .build(log_dir)
+        .map_err(|e| Error::Config(format!("opening log files in {}: {e}", log_dir.display())))?;
+    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
+        .try_init()
+        .map_err(|e| Error::Config(format!("logging was already set up: {e}")))?;
+    Ok(guard)
+}
