@@ -1,1 +1,11 @@
-mod x {}
+//! End-to-end tests of Orki Webhooks over real sockets: the engine's listener,
+//! HTTPS receivers with certificates made here, a real redb file in a temp dir,
+//! and the real `orki-webhooksd` binary for crash and shutdown tests.
+
+mod support;
+
+mod delivery;
+mod ingest;
+mod process;
+mod registration;
+mod retries;

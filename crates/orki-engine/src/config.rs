@@ -69,6 +69,7 @@ impl Config {
     /// Checks every field; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<()> {
         self.retry.validate()?;
+        crate::outbound::load_ca_files(&self.ca_files)?;
         let bad = |m: String| Err(Error::Config(m));
         if !(1024..=64 * 1024 * 1024).contains(&self.max_event_bytes) {
             return bad(format!(

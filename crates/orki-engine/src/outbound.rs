@@ -42,26 +42,7 @@ pub struct Exchange {
 impl Outbound {
     /// Builds the client; each CA file must hold at least one PEM certificate.
     pub fn new(ca_files: &[PathBuf], timeout: Duration) -> Result<Self> {
-        let mut extra = Vec::new();
-        for path in ca_files {
-            let pem = std::fs::read(path).map_err(|source| Error::Io {
-                context: format!("reading the CA file {}", path.display()),
-                source,
-            })?;
-            let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!(
-                    "{} is not a PEM certificate file: {e}",
-                    path.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(Error::Config(format!(
-                    "{} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            extra.extend(certs);
-        }
+        let extra = load_ca_files(ca_files)?;
         let client = Client::builder()
             .redirect(Policy::none())
             .tls_certs_merge(extra)
@@ -127,6 +108,31 @@ impl Outbound {
         out.elapsed = started.elapsed();
         out
     }
+}
+
+/// Reads the extra CA files; each must hold at least one PEM certificate.
+pub fn load_ca_files(ca_files: &[PathBuf]) -> Result<Vec<Certificate>> {
+    let mut extra = Vec::new();
+    for path in ca_files {
+        let pem = std::fs::read(path).map_err(|source| Error::Io {
+            context: format!("reading the CA file {}", path.display()),
+            source,
+        })?;
+        let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::Config(format!(
+                "{} is not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(Error::Config(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        extra.extend(certs);
+    }
+    Ok(extra)
 }
 
 fn timeout_message(limit: Duration) -> String {

@@ -1,0 +1,136 @@
+//! The real `orki-webhooksd` process: a crash loses no accepted event, SIGTERM
+//! shuts down cleanly, a second instance is refused, and logs hold no secret.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::daemon::{ADMIN_TOKEN, Daemon, INGEST_KEY};
+use crate::support::receiver::PostMode;
+use crate::support::{Receiver, TestCa};
+
+async fn register(http: &reqwest::Client, base: &str, rx: &Receiver) {
+    let r = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"url": rx.url, "verify_token": rx.token, "events": ["message.created"]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
+#[tokio::test]
+async fn every_accepted_event_is_delivered_after_a_kill() {
+    let ca = TestCa::new("Orki Test CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
+    let args = [
+        "--ca-file",
+        &ca_path,
+        "--retry-schedule",
+        "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms",
+    ];
+    let daemon = Daemon::start(dir.path(), &args).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start(&ca).await;
+    register(&http, &daemon.base, &rx).await;
+
+    // The endpoint is down while events come in.
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let mut posts = Vec::new();
+    for i in 0..40 {
+        let http = http.clone();
+        let base = daemon.base.clone();
+        posts.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(INGEST_KEY)
+                .json(&json!({"type": "message.created", "data": {"i": i}}))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 202);
+            let body: Value = r.json().await.expect("json");
+            body["id"].as_str().expect("id").to_owned()
+        }));
+    }
+    let mut accepted = HashSet::new();
+    for p in posts {
+        accepted.insert(p.await.expect("post task"));
+    }
+    // Killed without any shutdown, mid-retries.
+    daemon.kill().await;
+
+    rx.set_post(PostMode::default());
+    let daemon = Daemon::start(dir.path(), &args).await;
+    let mut delivered = HashSet::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while delivered.len() < accepted.len() {
+            let got = rx.next(Duration::from_secs(60)).await;
+            if got.answered == 200 {
+                assert!(got.signature_ok);
+                delivered.insert(got.json()["id"].as_str().expect("id").to_owned());
+            }
+        }
+    })
+    .await
+    .expect("all accepted events delivered after the restart");
+    assert_eq!(delivered, accepted);
+    let status = daemon.terminate(Duration::from_secs(15)).await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_the_logs_hold_no_secret() {
+    let ca = TestCa::new("Orki Test CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
+    let daemon = Daemon::start(dir.path(), &["--ca-file", &ca_path]).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start(&ca).await;
+    register(&http, &daemon.base, &rx).await;
+    let r = http
+        .post(format!("{}/v1/events", daemon.base))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"type": "message.created", "data": {"hello": "world"}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    assert!(rx.next(Duration::from_secs(10)).await.signature_ok);
+
+    // A second instance on the same data directory is refused with a clear message.
+    let second = tokio::process::Command::new(crate::support::daemon::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run a second instance");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("in use by another running instance"),
+        "{stderr}"
+    );
+
+    let status = daemon.terminate(Duration::from_secs(15)).await;
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+
+    let logs: String = std::fs::read_dir(dir.path().join("logs"))
+        .expect("log directory")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).expect("read log"))
+        .collect();
+    assert!(
+        logs.contains("engine started") && logs.contains("attempt recorded"),
+        "{logs}"
+    );
+    for secret in [INGEST_KEY, ADMIN_TOKEN, rx.token.as_str()] {
+        assert!(!logs.contains(secret), "a secret leaked into the logs");
+    }
+}

@@ -1,0 +1,240 @@
+//! Retries: backoff until success, Retry-After, giving up, the warning threshold,
+//! and retries that survive a restart.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::receiver::PostMode;
+use crate::support::{Receiver, TestCa, TestEngine};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_same_delivery_a_third_time() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |_| {}).await;
+    let rx = Receiver::start(&ca).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    rx.set_post(PostMode {
+        fail_next: 2,
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+
+    let accepted: Value = engine
+        .post_event("message.created", json!({"x": 1}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let tries = [
+        rx.next(WAIT).await,
+        rx.next(WAIT).await,
+        rx.next(WAIT).await,
+    ];
+    assert_eq!(
+        tries.iter().map(|t| t.answered).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
+    for t in &tries {
+        assert_eq!(t.json()["id"], accepted["id"]);
+        assert!(t.signature_ok);
+        assert_eq!(
+            t.header("x-orki-delivery"),
+            tries[0].header("x-orki-delivery")
+        );
+        assert_eq!(t.body, tries[0].body, "every retry sends the same bytes");
+    }
+
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        attempts.push(engine.next_attempt(&mut events, wh_id, WAIT).await);
+    }
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a["attempt"].as_u64())
+            .collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
+    assert_eq!(attempts[0]["error_class"], "status");
+    assert_eq!(attempts[0]["status_code"], 500);
+    assert!(attempts[0]["next_retry_at"].is_string());
+    assert_eq!(attempts[2]["success"], true);
+    assert!(attempts[2]["next_retry_at"].is_null());
+
+    let webhook = engine.get_json(&format!("/v1/webhooks/{wh_id}")).await;
+    assert_eq!(webhook["consecutive_failures"], 0, "reset by the success");
+    assert_eq!(webhook["last_status_code"], 200);
+    assert!(webhook["last_attempt_at"].is_string());
+    assert_eq!(engine.handle.pending_deliveries().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |_| {}).await;
+    let rx = Receiver::start(&ca).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    rx.set_post(PostMode {
+        status: 429,
+        headers: vec![("retry-after".into(), "2".into())],
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+    engine.post_event("message.created", json!({})).await;
+    let first = engine.next_attempt(&mut events, wh_id, WAIT).await;
+    assert_eq!(first["status_code"], 429);
+    let at = |a: &Value| {
+        chrono::DateTime::parse_from_rfc3339(a["timestamp"].as_str().expect("ts")).expect("rfc3339")
+    };
+    let next_retry =
+        chrono::DateTime::parse_from_rfc3339(first["next_retry_at"].as_str().expect("next"))
+            .expect("rfc3339");
+    let waited = next_retry - at(&first);
+    assert!(
+        waited >= chrono::TimeDelta::milliseconds(1900),
+        "Retry-After: 2 beats the 150 ms schedule, waited {waited}"
+    );
+    rx.set_post(PostMode::default());
+    let second = engine.next_attempt(&mut events, wh_id, WAIT).await;
+    assert_eq!(second["success"], true);
+    assert!(at(&second) - at(&first) >= chrono::TimeDelta::milliseconds(1900));
+}
+
+#[tokio::test]
+async fn a_delivery_is_given_up_when_the_schedule_runs_out() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |c| {
+        c.retry.schedule = vec![Duration::from_millis(50), Duration::from_millis(50)];
+    })
+    .await;
+    let rx = Receiver::start(&ca).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+    engine.post_event("message.created", json!({})).await;
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        attempts.push(engine.next_attempt(&mut events, wh_id, WAIT).await);
+    }
+    assert!(attempts[1]["next_retry_at"].is_string());
+    assert!(
+        attempts[2]["next_retry_at"].is_null(),
+        "the last try schedules nothing"
+    );
+    assert_eq!(engine.handle.pending_deliveries().await.expect("count"), 0);
+    assert_eq!(
+        engine.get_json(&format!("/v1/webhooks/{wh_id}")).await["consecutive_failures"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_warning_shows_at_the_threshold_and_clears_on_success() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |c| {
+        c.warning_threshold = 3;
+        c.retry.schedule = vec![Duration::from_millis(30); 10];
+    })
+    .await;
+    let rx = Receiver::start(&ca).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let path = format!("/v1/webhooks/{}", wh["id"].as_str().expect("id"));
+    rx.set_post(PostMode {
+        fail_next: 4,
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+    engine.post_event("message.created", json!({})).await;
+
+    let mut healths = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(orki_engine::EngineEvent::WebhookHealthChanged(h)) = events.recv().await {
+                healths.push((h.consecutive_failures, h.warning));
+                if h.consecutive_failures == 0 {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("health events in time");
+    assert_eq!(
+        healths,
+        [(1, false), (2, false), (3, true), (4, true), (0, false)]
+    );
+    let now = engine.get_json(&path).await;
+    assert_eq!(now["warning"], false);
+    assert_eq!(now["consecutive_failures"], 0);
+}
+
+#[tokio::test]
+async fn warning_is_visible_in_the_api_while_failing() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |c| {
+        c.warning_threshold = 2;
+        c.retry.schedule = vec![Duration::from_millis(30); 2];
+    })
+    .await;
+    let rx = Receiver::start(&ca).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    rx.set_post(PostMode {
+        status: 500,
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+    engine.post_event("message.created", json!({})).await;
+    for _ in 0..3 {
+        engine.next_attempt(&mut events, wh_id, WAIT).await;
+    }
+    let list = engine.get_json("/v1/webhooks").await;
+    assert_eq!(list["items"][0]["warning"], true);
+    assert_eq!(list["items"][0]["consecutive_failures"], 3);
+    assert_eq!(list["items"][0]["last_status_code"], 500);
+}
+
+#[tokio::test]
+async fn pending_retries_survive_a_restart() {
+    let ca = TestCa::new("Orki Test CA");
+    let rx = Receiver::start(&ca).await;
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let slow_retry = |c: &mut orki_engine::Config| {
+        c.retry.schedule = vec![Duration::from_millis(800); 5];
+    };
+    let engine = TestEngine::start(&ca, slow_retry).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let mut events = engine.handle.subscribe();
+    let accepted: Value = engine
+        .post_event("message.created", json!({"keep": "me"}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let first = engine
+        .next_attempt(&mut events, wh["id"].as_str().expect("id"), WAIT)
+        .await;
+    assert_eq!(first["success"], false);
+    let dir = engine.stop().await;
+
+    rx.set_post(PostMode::default());
+    let engine = TestEngine::start_in(dir, &ca, slow_retry).await;
+    assert_eq!(engine.handle.pending_deliveries().await.expect("count"), 1);
+    // The 503 answer from before the restart, then the retry made by the new engine.
+    assert_eq!(rx.next(WAIT).await.answered, 503);
+    let again = rx.next(WAIT).await;
+    assert_eq!(again.answered, 200);
+    assert_eq!(again.json()["id"], accepted["id"]);
+}

@@ -1,0 +1,94 @@
+//! The real `orki-webhooksd` binary as a child process, for crash and shutdown tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Test credentials passed through the environment overrides.
+pub const INGEST_KEY: &str = "ik_daemon_ingest_key_0123456789";
+/// Test credentials passed through the environment overrides.
+pub const ADMIN_TOKEN: &str = "at_daemon_admin_token_0123456789";
+
+/// Where cargo put `orki-webhooksd` (built by `cargo test` with the workspace).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/it-<hash> → target/<profile>/orki-webhooksd
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join("orki-webhooksd");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the whole suite with `cargo test` from the repository root (it builds the binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `orki-webhooksd serve`.
+pub struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Daemon {
+    /// Starts the daemon on `data_dir` with port 0 and waits for its "listening" line.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("ORKI_INGEST_KEY", INGEST_KEY)
+            .env("ORKI_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn orki-webhooksd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    return rest.trim().to_owned();
+                }
+            }
+            panic!("orki-webhooksd exited before listening");
+        })
+        .await
+        .expect("orki-webhooksd printed its address in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, base }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("kill");
+        self.child.wait().await.expect("wait");
+    }
+
+    /// SIGTERM, then wait (at most `within`) for the exit status.
+    pub async fn terminate(mut self, within: Duration) -> ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        kill(Pid::from_raw(self.pid()), Signal::SIGTERM).expect("SIGTERM");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("exited in time")
+            .expect("wait")
+    }
+}
