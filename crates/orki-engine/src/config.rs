@@ -93,13 +93,13 @@ impl Config {
                 );
             }
         }
-        if let (Some(i), Some(a)) = (&self.ingest_key, &self.admin_token) {
-            if i == a {
-                return bad(
-                    "the ingest key and the admin token must differ: each opens only its own door"
-                        .into(),
-                );
-            }
+        if let (Some(i), Some(a)) = (&self.ingest_key, &self.admin_token)
+            && i == a
+        {
+            return bad(
+                "the ingest key and the admin token must differ: each opens only its own door"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -154,10 +154,10 @@ pub fn classify(error: &reqwest::Error, limit: Duration) -> (ErrorClass, String)
         }
         // io::Error hides its inner error from `source()`; look inside it too.
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                    tls = Some(r.to_string());
-                }
+            if let Some(inner) = io.get_ref()
+                && let Some(r) = inner.downcast_ref::<rustls::Error>()
+            {
+                tls = Some(r.to_string());
             }
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return (ErrorClass::Timeout, timeout_message(limit));

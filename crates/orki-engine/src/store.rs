@@ -254,18 +254,18 @@ impl Store {
         let txn = self.write()?;
         let accepted = {
             let mut idem = txn.open_table(IDEMPOTENCY)?;
-            if let Some((key, body_sha)) = &new.idempotency {
-                if let Some(v) = idem.get(*key)? {
-                    let first: IdempotencyRecord = decode(v.value(), "idempotency record")?;
-                    if &first.body_sha256 != body_sha {
-                        return Err(Error::IdempotencyConflict((*key).to_owned()));
-                    }
-                    return Ok(Accepted {
-                        id: first.event_id,
-                        deliveries: first.deliveries,
-                        replayed: true,
-                    });
+            if let Some((key, body_sha)) = &new.idempotency
+                && let Some(v) = idem.get(*key)?
+            {
+                let first: IdempotencyRecord = decode(v.value(), "idempotency record")?;
+                if &first.body_sha256 != body_sha {
+                    return Err(Error::IdempotencyConflict((*key).to_owned()));
                 }
+                return Ok(Accepted {
+                    id: first.event_id,
+                    deliveries: first.deliveries,
+                    replayed: true,
+                });
             }
             let event_id = EventId::generate();
             let created_at = now;
@@ -483,7 +483,7 @@ impl Store {
                     w.last_attempt_at = Some(a.timestamp);
                     w.last_status_code = a.status_code;
                     webhooks.insert(w.id.0, encode(&w)?.as_slice())?;
-                    (before != w.consecutive_failures).then(|| Health {
+                    (before != w.consecutive_failures).then_some(Health {
                         webhook_id: w.id,
                         consecutive_failures: w.consecutive_failures,
                         warning: w.consecutive_failures >= warning_threshold,
