@@ -115,7 +115,7 @@ async fn only_subscribed_enabled_webhooks_get_an_event() {
 async fn redirects_are_failures_and_are_not_followed() {
     let ca = TestCa::new("Orki Test CA");
     let engine = TestEngine::start(&ca, |c| {
-        c.retry.schedule = vec![Duration::from_secs(3600)];
+        c.retry = Some(crate::support::retries(vec![Duration::from_secs(3600)]));
     })
     .await;
     let rx = Receiver::start(&ca).await;
@@ -149,7 +149,7 @@ async fn redirects_are_failures_and_are_not_followed() {
 async fn a_slow_endpoint_never_delays_the_others() {
     let ca = TestCa::new("Orki Test CA");
     let engine = TestEngine::start(&ca, |c| {
-        c.retry.schedule = vec![Duration::from_secs(3600)];
+        c.retry = Some(crate::support::retries(vec![Duration::from_secs(3600)]));
         // Even with room for a single attempt per webhook, the others go on.
         c.max_in_flight_per_webhook = 1;
     })

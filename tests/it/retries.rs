@@ -109,7 +109,10 @@ async fn retry_after_on_429_is_honoured() {
 async fn a_delivery_is_given_up_when_the_schedule_runs_out() {
     let ca = TestCa::new("Orki Test CA");
     let engine = TestEngine::start(&ca, |c| {
-        c.retry.schedule = vec![Duration::from_millis(50), Duration::from_millis(50)];
+        c.retry = Some(crate::support::retries(vec![
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+        ]));
     })
     .await;
     let rx = Receiver::start(&ca).await;
@@ -141,8 +144,8 @@ async fn a_delivery_is_given_up_when_the_schedule_runs_out() {
 async fn the_warning_shows_at_the_threshold_and_clears_on_success() {
     let ca = TestCa::new("Orki Test CA");
     let engine = TestEngine::start(&ca, |c| {
-        c.warning_threshold = 3;
-        c.retry.schedule = vec![Duration::from_millis(30); 10];
+        c.warning_threshold = Some(3);
+        c.retry = Some(crate::support::retries(vec![Duration::from_millis(30); 10]));
     })
     .await;
     let rx = Receiver::start(&ca).await;
@@ -181,8 +184,8 @@ async fn the_warning_shows_at_the_threshold_and_clears_on_success() {
 async fn warning_is_visible_in_the_api_while_failing() {
     let ca = TestCa::new("Orki Test CA");
     let engine = TestEngine::start(&ca, |c| {
-        c.warning_threshold = 2;
-        c.retry.schedule = vec![Duration::from_millis(30); 2];
+        c.warning_threshold = Some(2);
+        c.retry = Some(crate::support::retries(vec![Duration::from_millis(30); 2]));
     })
     .await;
     let rx = Receiver::start(&ca).await;
@@ -212,7 +215,7 @@ async fn pending_retries_survive_a_restart() {
         ..PostMode::default()
     });
     let slow_retry = |c: &mut orki_engine::Config| {
-        c.retry.schedule = vec![Duration::from_millis(800); 5];
+        c.retry = Some(crate::support::retries(vec![Duration::from_millis(800); 5]));
     };
     let engine = TestEngine::start(&ca, slow_retry).await;
     let wh = engine.register_ok(&rx, &["message.created"]).await;

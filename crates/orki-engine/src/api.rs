@@ -16,9 +16,16 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{EngineHandle, NewWebhook, WebhookPatch};
+use std::convert::Infallible;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::engine::{EngineEvent, EngineHandle, NewWebhook, WebhookPatch};
 use crate::handshake::Step;
-use crate::ids::{AttemptId, WebhookId};
+use crate::ids::{AttemptId, DeliveryId, WebhookId};
+use crate::store::AttemptFilter;
 use crate::{Error, event_types};
 
 /// An error answer: status, machine code, message, and the handshake step if any.
@@ -74,6 +81,7 @@ impl From<Error> for ApiError {
                 "not_found",
                 format!("{kind} {id} not found"),
             ),
+            Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
             e @ Error::IdempotencyConflict(_) => {
                 Self::new(StatusCode::CONFLICT, "idempotency_conflict", e.to_string())
             }
@@ -112,6 +120,11 @@ pub fn router(engine: EngineHandle) -> Router {
             "/v1/webhooks/{id}",
             get(get_webhook).patch(patch_webhook).delete(delete_webhook),
         )
+        .route("/v1/webhooks/{id}/test", post(test_webhook))
+        .route("/v1/webhooks/{id}/replay", post(replay_webhook))
+        .route("/v1/deliveries/{id}/redeliver", post(redeliver))
+        .route("/v1/settings", get(get_settings).patch(patch_settings))
+        .route("/v1/stream", get(stream))
         .route("/v1/attempts", get(list_attempts))
         .route("/v1/attempts/{id}", get(get_attempt))
         .route_layer(middleware::from_fn_with_state(
@@ -404,46 +417,237 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_attempts(
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    event_type: String,
+}
+
+async fn test_webhook(
     State(engine): State<EngineHandle>,
-    Query(query): Query<HashMap<String, String>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let id = webhook_id(&id)?;
+    let request: TestRequest = parse_body(body)?;
+    Ok(Json(engine.send_test(id, &request.event_type).await?).into_response())
+}
+
+async fn redeliver(
+    State(engine): State<EngineHandle>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = DeliveryId::parse(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("delivery {id} not found"),
+        )
+    })?;
+    let delivery = engine.redeliver(id).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    event_type: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn replay_webhook(
+    State(engine): State<EngineHandle>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let id = webhook_id(&id)?;
+    let empty = body.as_ref().is_ok_and(|b| b.is_empty());
+    let request: ReplayRequest = if empty {
+        ReplayRequest::default()
+    } else {
+        parse_body(body)?
+    };
+    let mut filter = AttemptFilter::default();
+    if let Some(t) = request.event_type {
+        if !event_types::is_known(&t) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_event_type",
+                format!(
+                    "event_type {t:?} is not one of {}",
+                    event_types::NAMES.join(", ")
+                ),
+            ));
+        }
+        filter.event_type = Some(t);
+    }
+    let time = |name: &str, v: Option<String>| {
+        v.map(|v| parse_time(name, &v))
+            .transpose()
+            .map_err(|mut e| {
+                e.code = "invalid_field";
+                e
+            })
+    };
+    filter.from_ms = time("from", request.from)?;
+    filter.to_ms = time("to", request.to)?;
+    if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms)
+        && from > to
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "from must not be later than to",
+        ));
+    }
+    let count = engine.replay_failed(id, filter, request.dry_run).await?;
+    let status = if request.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "dry_run": request.dry_run,
+            "count": count,
+            "pace_ms": crate::engine::REPLAY_PACE_MS,
+        })),
+    )
+        .into_response())
+}
+
+async fn get_settings(State(engine): State<EngineHandle>) -> ApiResult<Response> {
+    Ok(Json(engine.settings_view().await?).into_response())
+}
+
+async fn patch_settings(
+    State(engine): State<EngineHandle>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let patch: serde_json::Map<String, Value> = parse_body(body)?;
+    Ok(Json(engine.update_settings(patch).await?).into_response())
+}
+
+/// Server-Sent Events: every engine event as `event: <kind>` with a JSON `data` line.
+async fn stream(
+    State(engine): State<EngineHandle>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let events = engine.subscribe();
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let (kind, data) = match events.recv().await {
+            Ok(event) => {
+                let kind = match &event {
+                    EngineEvent::AttemptRecorded(_) => "attempt_recorded",
+                    EngineEvent::WebhookHealthChanged(_) => "webhook_health_changed",
+                    EngineEvent::Pruned { .. } => "pruned",
+                };
+                (kind, serde_json::to_string(&event).unwrap_or_default())
+            }
+            // A slow reader missed some events: tell it, so it can reload.
+            Err(RecvError::Lagged(n)) => (
+                "lagged",
+                json!({ "kind": "lagged", "missed": n }).to_string(),
+            ),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(SseEvent::default().event(kind).data(data)), events))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn invalid_query(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+fn parse_time(name: &str, value: &str) -> ApiResult<u64> {
+    let at = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
+        invalid_query(format!(
+            "{name} must be an RFC 3339 time like 2026-11-27T09:00:00Z, not {value:?}"
+        ))
+    })?;
+    u64::try_from(at.timestamp_millis())
+        .map_err(|_| invalid_query(format!("{name} must not be before 1970")))
+}
+
+/// Parses the delivery-log query: filters, `limit`, `cursor`; every bad value is a 400.
+fn attempt_query(
+    query: &HashMap<String, String>,
+) -> ApiResult<(AttemptFilter, Option<AttemptId>, usize)> {
+    let mut filter = AttemptFilter::default();
     let mut limit = 50;
     let mut cursor = None;
-    for (name, value) in &query {
+    for (name, value) in query {
         match name.as_str() {
+            "webhook_id" => {
+                filter.webhook = Some(WebhookId::parse(value).ok_or_else(|| {
+                    invalid_query(format!("webhook_id {value:?} is not a webhook id (wh_…)"))
+                })?);
+            }
+            "event_type" => {
+                if !event_types::is_known(value) {
+                    return Err(invalid_query(format!(
+                        "event_type {value:?} is not one of {}",
+                        event_types::NAMES.join(", ")
+                    )));
+                }
+                filter.event_type = Some(value.clone());
+            }
+            "outcome" => {
+                filter.success = Some(match value.as_str() {
+                    "success" => true,
+                    "failure" => false,
+                    _ => {
+                        return Err(invalid_query(format!(
+                            "outcome must be success or failure, not {value:?}"
+                        )));
+                    }
+                });
+            }
+            "from" => filter.from_ms = Some(parse_time("from", value)?),
+            "to" => filter.to_ms = Some(parse_time("to", value)?),
             "limit" => {
                 limit = value
                     .parse::<usize>()
                     .ok()
                     .filter(|n| (1..=500).contains(n))
                     .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_query",
-                            format!("limit must be a whole number from 1 to 500, not {value:?}"),
-                        )
+                        invalid_query(format!(
+                            "limit must be a whole number from 1 to 500, not {value:?}"
+                        ))
                     })?;
             }
             "cursor" => {
                 cursor = Some(AttemptId::parse(value).ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_query",
-                        format!("cursor {value:?} is not a next_cursor value from this API"),
-                    )
+                    invalid_query(format!(
+                        "cursor {value:?} is not a next_cursor value from this API"
+                    ))
                 })?);
             }
             other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    format!("unknown query parameter {other:?}; use limit and cursor"),
-                ));
+                return Err(invalid_query(format!(
+                    "unknown query parameter {other:?}; use webhook_id, event_type, outcome, from, to, limit, cursor"
+                )));
             }
         }
     }
-    Ok(Json(engine.list_attempts(cursor, limit).await?).into_response())
+    if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms)
+        && from > to
+    {
+        return Err(invalid_query("from must not be later than to".into()));
+    }
+    Ok((filter, cursor, limit))
+}
+
+async fn list_attempts(
+    State(engine): State<EngineHandle>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let (filter, cursor, limit) = attempt_query(&query)?;
+    Ok(Json(engine.list_attempts(filter, cursor, limit).await?).into_response())
 }
 
 async fn get_attempt(

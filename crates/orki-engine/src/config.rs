@@ -18,9 +18,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PEM files with extra CA certificates to trust on top of the system store.
     pub ca_files: Vec<PathBuf>,
-    /// Backoff schedule and jitter for failed deliveries.
-    pub retry: RetryPolicy,
-    /// Accept `http://` webhook URLs when they point at a loopback address.
+    /// Overrides the stored retry schedule (and the jitter) for this run.
+    pub retry: Option<RetryPolicy>,
+    /// Forces the setting "allow plain HTTP to localhost" on for this run.
     pub allow_http_localhost: bool,
     /// Overrides the stored ingest key (`ORKI_INGEST_KEY`).
     pub ingest_key: Option<Secret>,
@@ -28,8 +28,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Largest accepted `POST /v1/events` body.
     pub max_event_bytes: usize,
-    /// Consecutive failures at which a webhook shows a warning.
-    pub warning_threshold: u32,
+    /// Overrides the stored warning threshold for this run.
+    pub warning_threshold: Option<u32>,
     /// Time limit for one delivery attempt and for the handshake.
     pub request_timeout: Duration,
     /// Attempts in flight at once, over all webhooks.
@@ -44,12 +44,12 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             ca_files: Vec::new(),
-            retry: RetryPolicy::default(),
+            retry: None,
             allow_http_localhost: false,
             ingest_key: None,
             admin_token: None,
             max_event_bytes: 1024 * 1024,
-            warning_threshold: 5,
+            warning_threshold: None,
             request_timeout: Duration::from_secs(5),
             max_in_flight: 64,
             max_in_flight_per_webhook: 8,
@@ -68,7 +68,9 @@ impl Config {
 
     /// Checks every field; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<()> {
-        self.retry.validate()?;
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
+        }
         crate::outbound::load_ca_files(&self.ca_files)?;
         let bad = |m: String| Err(Error::Config(m));
         if !(1024..=64 * 1024 * 1024).contains(&self.max_event_bytes) {
@@ -77,7 +79,7 @@ impl Config {
                 self.max_event_bytes
             ));
         }
-        if self.warning_threshold == 0 {
+        if self.warning_threshold == Some(0) {
             return bad("the warning threshold must be at least 1".into());
         }
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(60) {

@@ -156,17 +156,17 @@ async fn attempt(engine: &EngineHandle, job: DueJob) {
         false,
     )
     .await;
-    let cfg = engine.config();
     let next_due_ms = if record.attempt.success {
         None
     } else {
-        cfg.retry
+        engine
+            .retry_policy()
             .next_delay(number, retry_after, rand::random::<f64>())
             .map(|d| unix_ms(Utc::now()) + u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
     };
     record.attempt.next_retry_at =
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
-    let threshold = cfg.warning_threshold;
+    let threshold = engine.threshold();
     let saved = record.clone();
     match engine
         .blocking(move |s| s.record_attempt(&saved, next_due_ms, threshold))
@@ -266,15 +266,18 @@ pub async fn send(
         body: ex.body,
         body_truncated: ex.body_truncated,
     });
+    // The attempt's id carries its time: the log's order and time filters use it.
+    let id = AttemptId::generate();
     let record = AttemptRecord {
         attempt: Attempt {
-            id: AttemptId::generate(),
+            id,
             delivery_id,
             webhook_id: webhook.id,
             event_id: event.id,
             event_type: event.event_type.clone(),
             attempt: number,
-            timestamp: Utc::now(),
+            timestamp: chrono::DateTime::from_timestamp_millis(id.unix_ms() as i64)
+                .unwrap_or_else(Utc::now),
             success: error_class.is_none(),
             status_code: status,
             response_time_ms: u64::try_from(ex.elapsed.as_millis()).unwrap_or(u64::MAX),

@@ -16,11 +16,17 @@ use url::{Host, Url};
 
 use crate::event_types::{self, EventType};
 use crate::handshake;
-use crate::ids::{AttemptId, WebhookId};
-use crate::model::{Accepted, Attempt, AttemptDetail, Webhook, WebhookRecord};
+use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
+use crate::model::{
+    Accepted, Attempt, AttemptDetail, DeliveryRecord, DeliveryState, EventRecord, RequestView,
+    Webhook, WebhookRecord,
+};
 use crate::outbound::Outbound;
-use crate::store::{Credentials, Health, NewEvent};
+use crate::retry::RetryPolicy;
+use crate::settings::{Settings, format_duration};
+use crate::store::{AttemptFilter, Credentials, Health, NewEvent};
 use crate::{Config, Error, Result, Secret, Store};
+use serde_json::{Map, Value};
 
 /// Something that happened in the engine, for live views.
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +36,42 @@ pub enum EngineEvent {
     AttemptRecorded(Attempt),
     /// A webhook's consecutive-failure count changed.
     WebhookHealthChanged(Health),
+    /// Retention removed old records.
+    Pruned {
+        /// Attempts removed.
+        attempts: u64,
+        /// Events (with their finished deliveries) removed.
+        events: u64,
+    },
 }
+
+/// The settings as the admin sees them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    /// Where the listener is bound now.
+    pub listen_address: String,
+    /// The stored port (used at the next start).
+    pub listen_port: u16,
+    /// The stored port differs from the one in use: restart to apply it.
+    pub restart_required: bool,
+    /// Waits between retries, e.g. `["5s", "30s", "2m"]`.
+    pub retry_schedule: Vec<String>,
+    /// Consecutive failures at which a webhook shows a warning.
+    pub warning_threshold: u32,
+    /// Days attempts and events are kept.
+    pub retention_days: u32,
+    /// Size cap of the database file, if any.
+    pub max_database_mb: Option<u64>,
+    /// Plain `http://` to loopback is accepted.
+    pub allow_http_localhost: bool,
+    /// The key local tools post events with.
+    pub ingest_key: String,
+    /// The ingest key comes from `ORKI_INGEST_KEY` (not regenerable here).
+    pub ingest_key_from_env: bool,
+}
+
+/// Time between two replayed deliveries, so a replay does not flood the endpoint.
+pub const REPLAY_PACE_MS: u64 = 100;
 
 /// A new webhook as the admin enters it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -88,6 +129,9 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) outbound: Outbound,
     credentials: RwLock<Credentials>,
+    settings: RwLock<Settings>,
+    jitter: f64,
+    local_addr: SocketAddr,
     pub(crate) wake: Notify,
     events: broadcast::Sender<EngineEvent>,
     pub(crate) cancel: CancellationToken,
@@ -123,6 +167,26 @@ impl Engine {
                 "the ingest key and the admin token must differ".into(),
             ));
         }
+        let mut settings = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.load_settings())
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??
+        };
+        let jitter = match &config.retry {
+            Some(policy) => {
+                settings.retry_schedule_ms = policy
+                    .schedule
+                    .iter()
+                    .map(|d| d.as_millis() as u64)
+                    .collect();
+                policy.jitter
+            }
+            None => RetryPolicy::default().jitter,
+        };
+        if let Some(t) = config.warning_threshold {
+            settings.warning_threshold = t;
+        }
         let (events, _) = broadcast::channel(1024);
         let handle = EngineHandle {
             inner: Arc::new(Inner {
@@ -130,6 +194,9 @@ impl Engine {
                 store,
                 outbound,
                 credentials: RwLock::new(credentials),
+                settings: RwLock::new(settings),
+                jitter,
+                local_addr,
                 wake: Notify::new(),
                 events,
                 cancel: cancel.clone(),
@@ -137,6 +204,7 @@ impl Engine {
         };
         let tasks = TaskTracker::new();
         tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
+        tasks.spawn(crate::retention::run(handle.clone()));
         let app = crate::api::router(handle.clone());
         let shutdown = cancel.clone();
         tasks.spawn(async move {
@@ -224,8 +292,84 @@ impl EngineHandle {
         event_types::catalogue()
     }
 
-    fn threshold(&self) -> u32 {
-        self.inner.config.warning_threshold
+    /// The settings in force (stored ones, with this run's overrides).
+    pub fn settings(&self) -> Settings {
+        self.inner
+            .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn threshold(&self) -> u32 {
+        self.settings().warning_threshold
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            schedule: self.settings().retry_schedule(),
+            jitter: self.inner.jitter,
+        }
+    }
+
+    /// The settings as `GET /v1/settings` shows them.
+    pub async fn settings_view(&self) -> Result<SettingsView> {
+        let stored = self.blocking(|s| s.load_settings()).await?;
+        let effective = self.settings();
+        let addr = self.inner.local_addr;
+        Ok(SettingsView {
+            listen_address: addr.to_string(),
+            listen_port: stored.listen_port,
+            restart_required: stored.listen_port != addr.port(),
+            retry_schedule: effective
+                .retry_schedule_ms
+                .iter()
+                .map(|ms| format_duration(*ms))
+                .collect(),
+            warning_threshold: effective.warning_threshold,
+            retention_days: effective.retention_days,
+            max_database_mb: effective.max_database_mb,
+            allow_http_localhost: effective.allow_http_localhost
+                || self.inner.config.allow_http_localhost,
+            ingest_key: self.ingest_key().expose().to_owned(),
+            ingest_key_from_env: self.inner.config.ingest_key.is_some(),
+        })
+    }
+
+    /// Changes settings (`PATCH /v1/settings`): all fields are validated first, and a
+    /// bad one changes nothing. `regenerate_ingest_key: true` makes a new ingest key.
+    pub async fn update_settings(&self, patch: Map<String, Value>) -> Result<SettingsView> {
+        let mut stored = self.blocking(|s| s.load_settings()).await?;
+        let regenerate = stored.apply_patch(&patch)?;
+        if regenerate && self.inner.config.ingest_key.is_some() {
+            return Err(Error::Conflict {
+                code: "ingest_key_from_env",
+                message: "the ingest key is set by ORKI_INGEST_KEY; change it there".into(),
+            });
+        }
+        let saved = stored.clone();
+        let fresh = self
+            .blocking(move |s| s.save_settings(&saved, regenerate))
+            .await?;
+        {
+            let mut effective = self
+                .inner
+                .settings
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Same checks as on `stored`, so this cannot fail halfway.
+            effective.apply_patch(&patch)?;
+        }
+        if let Some(key) = fresh {
+            self.inner
+                .credentials
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .ingest_key = key;
+            tracing::info!("ingest key regenerated");
+        }
+        tracing::info!(fields = ?patch.keys().collect::<Vec<_>>(), "settings changed");
+        self.settings_view().await
     }
 
     /// Registers a webhook: validates, runs the handshake, then saves.
@@ -365,15 +509,16 @@ impl EngineHandle {
         Ok(accepted)
     }
 
-    /// A page of the delivery log, newest first.
+    /// A page of the delivery log, newest first, filtered.
     pub async fn list_attempts(
         &self,
+        filter: AttemptFilter,
         cursor: Option<AttemptId>,
         limit: usize,
     ) -> Result<AttemptPage> {
         let limit = limit.clamp(1, 500);
         let mut items = self
-            .blocking(move |s| s.list_attempts(cursor, limit + 1))
+            .blocking(move |s| s.list_attempts(&filter, cursor, limit + 1))
             .await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -391,6 +536,110 @@ impl EngineHandle {
             .ok_or_else(|| not_found("attempt", id))
     }
 
+    /// Sends the sample of `event_type` to a webhook now, signed like any delivery,
+    /// and records it as a test (not counted in the webhook's health).
+    pub async fn send_test(&self, id: WebhookId, event_type: &str) -> Result<AttemptDetail> {
+        let sample = event_types::find(event_type).ok_or_else(|| {
+            Error::invalid(
+                "unknown_event_type",
+                format!(
+                    "unknown event type {event_type:?}; known types: {}",
+                    event_types::NAMES.join(", ")
+                ),
+            )
+        })?;
+        let webhook = self
+            .blocking(move |s| s.get_webhook(id))
+            .await?
+            .ok_or_else(|| not_found("webhook", id))?;
+        let now = Utc::now();
+        let event_id = EventId::generate();
+        let event = EventRecord {
+            id: event_id,
+            event_type: sample.name.to_owned(),
+            created_at: now,
+            payload: crate::store::envelope(
+                event_id,
+                sample.name,
+                now,
+                &sample.sample.to_string(),
+            )?,
+            test: true,
+            idempotency_key: None,
+        };
+        let delivery_id = DeliveryId::generate();
+        let (record, _) =
+            crate::delivery::send(&self.inner.outbound, &webhook, &event, delivery_id, 1, true)
+                .await;
+        let delivery = DeliveryRecord {
+            id: delivery_id,
+            event_id,
+            webhook_id: id,
+            event_type: event.event_type.clone(),
+            created_at: now,
+            attempts: 1,
+            state: if record.attempt.success {
+                DeliveryState::Succeeded
+            } else {
+                DeliveryState::Failed
+            },
+            due_ms: None,
+            test: true,
+        };
+        let (e, d, r) = (event.clone(), delivery, record.clone());
+        self.blocking(move |s| s.record_test(&e, &d, &r)).await?;
+        tracing::info!(webhook = %id, success = record.attempt.success, "test event sent");
+        self.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
+        Ok(AttemptDetail {
+            attempt: record.attempt,
+            request: RequestView {
+                url: record.request.url,
+                method: record.request.method,
+                headers: record.request.headers,
+                body: Some(event.payload),
+            },
+            response: record.response,
+        })
+    }
+
+    /// Queues one delivery for a new attempt at once, whatever its state.
+    pub async fn redeliver(&self, id: DeliveryId) -> Result<DeliveryRecord> {
+        let now_ms = crate::store::unix_ms(Utc::now());
+        let delivery = self.blocking(move |s| s.redeliver(id, now_ms)).await?;
+        self.inner.wake.notify_one();
+        tracing::info!(delivery = %id, "redelivery queued");
+        Ok(delivery)
+    }
+
+    /// Replays a webhook's given-up deliveries (optionally by event type and time
+    /// range), paced [`REPLAY_PACE_MS`] apart; with `dry_run`, only counts them.
+    pub async fn replay_failed(
+        &self,
+        id: WebhookId,
+        filter: AttemptFilter,
+        dry_run: bool,
+    ) -> Result<u64> {
+        let webhook = self
+            .blocking(move |s| s.get_webhook(id))
+            .await?
+            .ok_or_else(|| not_found("webhook", id))?;
+        if !dry_run && !webhook.enabled {
+            return Err(Error::Conflict {
+                code: "webhook_disabled",
+                message: format!("webhook {id} is disabled; enable it before replaying"),
+            });
+        }
+        let requeue = (!dry_run).then(|| (crate::store::unix_ms(Utc::now()), REPLAY_PACE_MS));
+        let count = self
+            .blocking(move |s| s.replay_failed(id, &filter, requeue))
+            .await?;
+        if !dry_run && count > 0 {
+            self.inner.wake.notify_one();
+            tracing::info!(webhook = %id, count, "failed deliveries replayed");
+        }
+        Ok(count)
+    }
+
     /// Deliveries waiting in the due queue.
     pub async fn pending_deliveries(&self) -> Result<u64> {
         self.blocking(|s| s.pending_count()).await
@@ -406,7 +655,8 @@ impl EngineHandle {
     }
 
     fn validate_url(&self, text: &str) -> Result<Url> {
-        validate_url(text, self.inner.config.allow_http_localhost)
+        let allow = self.inner.config.allow_http_localhost || self.settings().allow_http_localhost;
+        validate_url(text, allow)
     }
 }
 

@@ -28,6 +28,14 @@ pub enum Error {
         /// The id that was asked for.
         id: String,
     },
+    /// The request conflicts with the current state (e.g. redelivering to a deleted webhook).
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What was wrong, for a person.
+        message: String,
+    },
     /// The same idempotency key was used with a different request body.
     #[error("the Idempotency-Key {0:?} was already used with a different request")]
     IdempotencyConflict(String),

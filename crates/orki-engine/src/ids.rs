@@ -20,6 +20,26 @@ macro_rules! id_type {
                 Self(uuid::Uuid::now_v7().as_u128())
             }
 
+            /// A new id stamped with `unix_ms` (imports, tests, benchmarks).
+            pub fn at_unix_ms(unix_ms: u64) -> Self {
+                let ts = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    unix_ms / 1000,
+                    ((unix_ms % 1000) * 1_000_000) as u32,
+                );
+                Self(uuid::Uuid::new_v7(ts).as_u128())
+            }
+
+            /// When it was made, in Unix milliseconds (the UUIDv7 timestamp).
+            pub fn unix_ms(self) -> u64 {
+                (self.0 >> 80) as u64
+            }
+
+            /// The smallest possible id of a millisecond: a range bound for time filters.
+            pub fn floor_at(unix_ms: u64) -> Self {
+                Self(u128::from(unix_ms) << 80)
+            }
+
             /// Parses `<prefix>_<32 hex>`; `None` for anything else.
             pub fn parse(text: &str) -> Option<Self> {
                 let hex = text.strip_prefix($prefix)?.strip_prefix('_')?;
@@ -95,5 +115,9 @@ mod tests {
         assert_eq!(WebhookId::parse(&text), None);
         assert_eq!(EventId::parse("evt_xyz"), None);
         assert_eq!(EventId::parse(&format!("{text}0")), None);
+        let old = EventId::at_unix_ms(1_700_000_000_123);
+        assert_eq!(old.unix_ms(), 1_700_000_000_123);
+        assert!(EventId::floor_at(1_700_000_000_123) <= old);
+        assert!(EventId::floor_at(1_700_000_000_124) > old);
     }
 }

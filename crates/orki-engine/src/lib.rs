@@ -21,7 +21,9 @@
 //! - [`outbound`]: the HTTP client (system roots plus extra CAs, no redirects), sending
 //!   one signed request and classifying its failure.
 //! - [`handshake`]: the ownership check run before a webhook is saved.
+//! - [`retention`]: background pruning by age and by database size.
 //! - [`signing`]: `X-Hub-Signature-256`. [`retry`]: the pure backoff policy.
+//! - [`settings`]: run-time settings persisted in redb (`/v1/settings`).
 //! - [`event_types`]: the catalogue of event types with their sample payloads.
 //! - [`telemetry`]: tracing to stderr and daily rolling files.
 //! - [`error`]: the crate's error type.
@@ -37,8 +39,10 @@ pub mod handshake;
 pub mod ids;
 pub mod model;
 pub mod outbound;
+pub mod retention;
 pub mod retry;
 pub mod secret;
+pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod tables;

@@ -95,6 +95,9 @@ pub struct EventRecord {
     /// A test event sent from the admin, not posted by a local tool.
     #[serde(default)]
     pub test: bool,
+    /// The `Idempotency-Key` it was posted with (forgotten when the event is pruned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Where a delivery stands.

@@ -5,6 +5,7 @@
 //! change is on disk. The calls block; async callers run them on
 //! `spawn_blocking` (see `EngineHandle`).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,7 +21,11 @@ use crate::model::{
     Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
     IdempotencyRecord, RequestView, WebhookRecord,
 };
-use crate::tables::{ATTEMPTS, DELIVERIES, DUE, EVENTS, IDEMPOTENCY, META, WEBHOOKS};
+use crate::settings::Settings;
+use crate::tables::{
+    ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
+    WEBHOOKS,
+};
 use crate::{Error, Result, Secret};
 
 /// The open database. Cheap to clone; redb serialises writers itself.
@@ -86,6 +91,7 @@ pub struct Health {
 const INGEST_KEY: &str = "ingest_key";
 const ADMIN_TOKEN: &str = "admin_token";
 const SCHEMA_VERSION: &str = "schema_version";
+const SETTINGS: &str = "settings";
 
 impl Store {
     /// Opens (or creates) the database file, creating its directory and tables.
@@ -124,6 +130,8 @@ impl Store {
             txn.open_table(DUE)?;
             txn.open_table(ATTEMPTS)?;
             txn.open_table(IDEMPOTENCY)?;
+            txn.open_table(ATTEMPT_INDEX)?;
+            txn.open_table(FAILED_DELIVERIES)?;
         }
         txn.commit()?;
         Ok(Self {
@@ -167,11 +175,36 @@ impl Store {
         Ok(creds)
     }
 
-    /// Replaces the stored ingest key with a fresh one and returns it.
-    pub fn regenerate_ingest_key(&self) -> Result<Secret> {
-        let fresh = Secret::generate("ik_");
+    /// The stored settings (defaults until first saved).
+    pub fn load_settings(&self) -> Result<Settings> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        match meta.get(SETTINGS)? {
+            Some(v) => decode(v.value().as_bytes(), "settings"),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// Saves the settings and, when asked, a fresh ingest key, in one transaction.
+    pub fn save_settings(
+        &self,
+        settings: &Settings,
+        regenerate_ingest_key: bool,
+    ) -> Result<Option<Secret>> {
         let txn = self.write()?;
-        txn.open_table(META)?.insert(INGEST_KEY, fresh.expose())?;
+        let fresh = {
+            let mut meta = txn.open_table(META)?;
+            let json =
+                String::from_utf8(encode(settings)?).map_err(|e| Error::Storage(e.to_string()))?;
+            meta.insert(SETTINGS, json.as_str())?;
+            if regenerate_ingest_key {
+                let fresh = Secret::generate("ik_");
+                meta.insert(INGEST_KEY, fresh.expose())?;
+                Some(fresh)
+            } else {
+                None
+            }
+        };
         txn.commit()?;
         Ok(fresh)
     }
@@ -276,6 +309,7 @@ impl Store {
                 created_at,
                 payload,
                 test: false,
+                idempotency_key: new.idempotency.as_ref().map(|(k, _)| (*k).to_owned()),
             };
             txn.open_table(EVENTS)?
                 .insert(event_id.0, encode(&event)?.as_slice())?;
@@ -440,8 +474,7 @@ impl Store {
     ) -> Result<Option<Health>> {
         let a = &record.attempt;
         let txn = self.write()?;
-        txn.open_table(ATTEMPTS)?
-            .insert(a.id.0, encode(record)?.as_slice())?;
+        insert_attempt(&txn, record)?;
         {
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let mut due = txn.open_table(DUE)?;
@@ -461,6 +494,8 @@ impl Store {
                     delivery.due_ms = Some(next);
                     DeliveryState::Pending
                 } else {
+                    txn.open_table(FAILED_DELIVERIES)?
+                        .insert((delivery.webhook_id.0, delivery.id.0), ())?;
                     DeliveryState::Failed
                 };
                 deliveries.insert(delivery.id.0, encode(&delivery)?.as_slice())?;
@@ -498,18 +533,39 @@ impl Store {
 
     // ----- the attempt log -----
 
-    /// Attempts newest first, older than `before` when given, at most `limit`.
-    pub fn list_attempts(&self, before: Option<AttemptId>, limit: usize) -> Result<Vec<Attempt>> {
+    /// Attempts matching `filter`, newest first, older than `before` when given,
+    /// at most `limit`: one range scan of the attempt index, then one lookup each.
+    pub fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        before: Option<AttemptId>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>> {
         let txn = self.read()?;
-        let table = txn.open_table(ATTEMPTS)?;
-        let range = match before {
-            Some(id) => table.range(..id.0)?,
-            None => table.range(0..)?,
-        };
+        let index = txn.open_table(ATTEMPT_INDEX)?;
+        let attempts = txn.open_table(ATTEMPTS)?;
+        let (mask, wh, ty, oc) = filter.index_prefix();
+        let lo = filter.from_ms.map_or(0, |ms| AttemptId::floor_at(ms).0);
+        let mut hi = filter
+            .to_ms
+            .map_or(u128::MAX, |ms| AttemptId::floor_at(ms.saturating_add(1)).0);
+        if let Some(c) = before {
+            hi = hi.min(c.0);
+        }
         let mut out = Vec::with_capacity(limit.min(1000));
-        for entry in range.rev().take(limit) {
-            let (_, v) = entry?;
-            out.push(decode::<AttemptRecord>(v.value(), "attempt")?.attempt);
+        if lo >= hi {
+            return Ok(out);
+        }
+        for entry in index
+            .range((mask, wh, ty, oc, lo)..(mask, wh, ty, oc, hi))?
+            .rev()
+            .take(limit)
+        {
+            let (k, _) = entry?;
+            let id = k.value().4;
+            if let Some(v) = attempts.get(id)? {
+                out.push(decode::<AttemptRecord>(v.value(), "attempt")?.attempt);
+            }
         }
         Ok(out)
     }
@@ -543,11 +599,335 @@ impl Store {
         }))
     }
 
+    /// Records a test delivery: its event, its delivery and its one attempt, in one
+    /// transaction. The webhook's health is not touched and nothing is queued.
+    pub fn record_test(
+        &self,
+        event: &EventRecord,
+        delivery: &DeliveryRecord,
+        record: &AttemptRecord,
+    ) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(EVENTS)?
+            .insert(event.id.0, encode(event)?.as_slice())?;
+        txn.open_table(DELIVERIES)?
+            .insert(delivery.id.0, encode(delivery)?.as_slice())?;
+        insert_attempt(&txn, record)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Queues a delivery for an attempt now, whatever its state (pending, succeeded,
+    /// failed or cancelled). Its webhook must exist and be enabled.
+    pub fn redeliver(&self, id: DeliveryId, now_ms: u64) -> Result<DeliveryRecord> {
+        let txn = self.write()?;
+        let delivery = {
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut delivery: DeliveryRecord = match deliveries.get(id.0)? {
+                Some(v) => decode(v.value(), "delivery")?,
+                None => return Err(not_found("delivery", id)),
+            };
+            if delivery.test {
+                return Err(Error::invalid(
+                    "test_delivery",
+                    "test deliveries are not redelivered; send a new test event instead",
+                ));
+            }
+            let webhook: Option<WebhookRecord> = txn
+                .open_table(WEBHOOKS)?
+                .get(delivery.webhook_id.0)?
+                .map(|v| decode(v.value(), "webhook"))
+                .transpose()?;
+            match webhook {
+                None => {
+                    return Err(Error::Conflict {
+                        code: "webhook_deleted",
+                        message: format!("webhook {} was deleted", delivery.webhook_id),
+                    });
+                }
+                Some(w) if !w.enabled => {
+                    return Err(Error::Conflict {
+                        code: "webhook_disabled",
+                        message: format!("webhook {} is disabled; enable it first", w.id),
+                    });
+                }
+                Some(_) => {}
+            }
+            requeue_at(&txn, &mut delivery, now_ms)?;
+            deliveries.insert(id.0, encode(&delivery)?.as_slice())?;
+            delivery
+        };
+        txn.commit()?;
+        Ok(delivery)
+    }
+
+    /// The given-up deliveries of a webhook, optionally narrowed by event type and by
+    /// creation time (Unix ms, inclusive). With `requeue_from_ms`, they are queued
+    /// again, `pace_ms` apart from that time on, so the endpoint is not flooded.
+    pub fn replay_failed(
+        &self,
+        webhook: WebhookId,
+        filter: &AttemptFilter,
+        requeue: Option<(u64, u64)>,
+    ) -> Result<u64> {
+        let txn = self.write()?;
+        let count = {
+            let lo = filter.from_ms.map_or(0, |ms| DeliveryId::floor_at(ms).0);
+            let hi = filter
+                .to_ms
+                .map_or(u128::MAX, |ms| DeliveryId::floor_at(ms.saturating_add(1)).0);
+            let failed = txn.open_table(FAILED_DELIVERIES)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut chosen = Vec::new();
+            if lo < hi {
+                for entry in failed.range((webhook.0, lo)..(webhook.0, hi))? {
+                    let (k, _) = entry?;
+                    let id = k.value().1;
+                    let Some(v) = deliveries.get(id)? else {
+                        continue;
+                    };
+                    let d: DeliveryRecord = decode(v.value(), "delivery")?;
+                    if filter
+                        .event_type
+                        .as_ref()
+                        .is_none_or(|t| *t == d.event_type)
+                    {
+                        chosen.push(d);
+                    }
+                }
+            }
+            drop(failed);
+            if let Some((start_ms, pace_ms)) = requeue {
+                for (i, mut d) in chosen.iter().cloned().enumerate() {
+                    requeue_at(&txn, &mut d, start_ms + i as u64 * pace_ms)?;
+                    deliveries.insert(d.id.0, encode(&d)?.as_slice())?;
+                }
+            }
+            chosen.len() as u64
+        };
+        if requeue.is_some() {
+            txn.commit()?;
+        }
+        Ok(count)
+    }
+
+    /// Removes up to `batch` attempts older than `cutoff_ms` (all of them when
+    /// `cutoff_ms` is `u64::MAX`: the oldest first), with their index entries, in
+    /// one transaction. Returns how many were removed.
+    pub fn prune_attempts(&self, cutoff_ms: u64, batch: usize) -> Result<u64> {
+        let txn = self.write()?;
+        let removed = {
+            let mut attempts = txn.open_table(ATTEMPTS)?;
+            let mut index = txn.open_table(ATTEMPT_INDEX)?;
+            let cutoff = if cutoff_ms == u64::MAX {
+                u128::MAX
+            } else {
+                AttemptId::floor_at(cutoff_ms).0
+            };
+            let mut doomed = Vec::new();
+            for entry in attempts.range(..cutoff)?.take(batch) {
+                let (_, v) = entry?;
+                doomed.push(decode::<AttemptRecord>(v.value(), "attempt")?.attempt);
+            }
+            for a in &doomed {
+                for key in index_keys(a) {
+                    index.remove(key)?;
+                }
+                attempts.remove(a.id.0)?;
+            }
+            doomed.len() as u64
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Removes finished deliveries older than `cutoff_ms`, scanning up to `batch`
+    /// of them after `after`, in one transaction. Returns `(removed, last scanned)`;
+    /// `None` when there is nothing more to scan.
+    pub fn prune_deliveries(
+        &self,
+        cutoff_ms: u64,
+        batch: usize,
+        after: u128,
+    ) -> Result<(u64, Option<u128>)> {
+        let txn = self.write()?;
+        let result = {
+            let cutoff = DeliveryId::floor_at(cutoff_ms).0;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut failed = txn.open_table(FAILED_DELIVERIES)?;
+            let mut doomed = Vec::new();
+            let mut last = None;
+            for entry in deliveries.range(after..cutoff)?.take(batch) {
+                let (k, v) = entry?;
+                last = Some(k.value());
+                let d: DeliveryRecord = decode(v.value(), "delivery")?;
+                if d.state != DeliveryState::Pending {
+                    doomed.push(d);
+                }
+            }
+            for d in &doomed {
+                deliveries.remove(d.id.0)?;
+                failed.remove((d.webhook_id.0, d.id.0))?;
+            }
+            (doomed.len() as u64, last.map(|l| l + 1))
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Removes events older than `cutoff_ms` (and their idempotency keys), scanning
+    /// up to `batch` of them after `after`, in one transaction; an event with a
+    /// delivery still pending stays. Returns `(removed, next start)`.
+    pub fn prune_events(
+        &self,
+        cutoff_ms: u64,
+        batch: usize,
+        after: u128,
+    ) -> Result<(u64, Option<u128>)> {
+        let txn = self.write()?;
+        let result = {
+            let cutoff = EventId::floor_at(cutoff_ms).0;
+            let due = txn.open_table(DUE)?;
+            let deliveries = txn.open_table(DELIVERIES)?;
+            let mut keep = HashSet::new();
+            for entry in due.iter()? {
+                let (k, _) = entry?;
+                if let Some(v) = deliveries.get(k.value().1)? {
+                    keep.insert(decode::<DeliveryRecord>(v.value(), "delivery")?.event_id.0);
+                }
+            }
+            let mut events = txn.open_table(EVENTS)?;
+            let mut idem = txn.open_table(IDEMPOTENCY)?;
+            let mut doomed = Vec::new();
+            let mut last = None;
+            for entry in events.range(after..cutoff)?.take(batch) {
+                let (k, v) = entry?;
+                last = Some(k.value());
+                if !keep.contains(&k.value()) {
+                    doomed.push(decode::<EventRecord>(v.value(), "event")?);
+                }
+            }
+            for e in &doomed {
+                events.remove(e.id.0)?;
+                if let Some(key) = &e.idempotency_key {
+                    idem.remove(key.as_str())?;
+                }
+            }
+            (doomed.len() as u64, last.map(|l| l + 1))
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Bytes the database's pages hold (what a size cap is measured against).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let txn = self.write()?;
+        let stats = txn.stats()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        txn.abort()?;
+        Ok(used)
+    }
+
     /// Counts of the queue and the log, for health and tests.
     pub fn pending_count(&self) -> Result<u64> {
         let txn = self.read()?;
         Ok(txn.open_table(DUE)?.len()?)
     }
+}
+
+/// Filters of the delivery log; all optional, combinable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptFilter {
+    /// Only this webhook's attempts.
+    pub webhook: Option<WebhookId>,
+    /// Only this event type (a known one).
+    pub event_type: Option<String>,
+    /// Only successes (`true`) or failures (`false`).
+    pub success: Option<bool>,
+    /// From this time (Unix ms, inclusive).
+    pub from_ms: Option<u64>,
+    /// Up to this time (Unix ms, inclusive).
+    pub to_ms: Option<u64>,
+}
+
+impl AttemptFilter {
+    /// The index key prefix `(mask, webhook, type code, outcome)` for these filters.
+    fn index_prefix(&self) -> (u8, u128, u8, u8) {
+        let mut mask = 0;
+        let wh = self.webhook.map_or(0, |w| {
+            mask |= 1;
+            w.0
+        });
+        let ty = self.event_type.as_deref().map_or(0, |t| {
+            mask |= 2;
+            type_code(t)
+        });
+        let oc = self.success.map_or(0, |s| {
+            mask |= 4;
+            outcome_code(s)
+        });
+        (mask, wh, ty, oc)
+    }
+}
+
+/// A compact code per event type for index keys (0 means "any").
+fn type_code(event_type: &str) -> u8 {
+    crate::event_types::NAMES
+        .iter()
+        .position(|n| *n == event_type)
+        .map_or(u8::MAX, |i| i as u8 + 1)
+}
+
+fn outcome_code(success: bool) -> u8 {
+    if success { 2 } else { 1 }
+}
+
+/// The eight index keys of an attempt: one per subset of {webhook, type, outcome}.
+fn index_keys(a: &Attempt) -> impl Iterator<Item = (u8, u128, u8, u8, u128)> + '_ {
+    (0u8..8).map(move |mask| {
+        (
+            mask,
+            if mask & 1 != 0 { a.webhook_id.0 } else { 0 },
+            if mask & 2 != 0 {
+                type_code(&a.event_type)
+            } else {
+                0
+            },
+            if mask & 4 != 0 {
+                outcome_code(a.success)
+            } else {
+                0
+            },
+            a.id.0,
+        )
+    })
+}
+
+/// Stores an attempt and its index entries.
+fn insert_attempt(txn: &WriteTransaction, record: &AttemptRecord) -> Result<()> {
+    txn.open_table(ATTEMPTS)?
+        .insert(record.attempt.id.0, encode(record)?.as_slice())?;
+    let mut index = txn.open_table(ATTEMPT_INDEX)?;
+    for key in index_keys(&record.attempt) {
+        index.insert(key, ())?;
+    }
+    Ok(())
+}
+
+/// Puts a delivery back in the due queue, due at `due_ms`.
+fn requeue_at(txn: &WriteTransaction, delivery: &mut DeliveryRecord, due_ms: u64) -> Result<()> {
+    let mut due = txn.open_table(DUE)?;
+    if let Some(old) = delivery.due_ms.take() {
+        due.remove((old, delivery.id.0))?;
+    }
+    if delivery.state == DeliveryState::Failed {
+        txn.open_table(FAILED_DELIVERIES)?
+            .remove((delivery.webhook_id.0, delivery.id.0))?;
+    }
+    due.insert((due_ms, delivery.id.0), delivery.webhook_id.0)?;
+    delivery.due_ms = Some(due_ms);
+    delivery.state = DeliveryState::Pending;
+    Ok(())
 }
 
 /// Removes a webhook's deliveries from the due queue and marks them cancelled.
@@ -560,6 +940,14 @@ fn cancel_pending(txn: &WriteTransaction, webhook: WebhookId) -> Result<()> {
         if v.value() == webhook.0 {
             doomed.push(k.value());
         }
+    }
+    let mut failed = txn.open_table(FAILED_DELIVERIES)?;
+    let given_up: Vec<(u128, u128)> = failed
+        .range((webhook.0, 0)..=(webhook.0, u128::MAX))?
+        .map(|e| e.map(|(k, _)| k.value()))
+        .collect::<std::result::Result<_, _>>()?;
+    for key in given_up {
+        failed.remove(key)?;
     }
     for key in doomed {
         due.remove(key)?;
@@ -577,7 +965,12 @@ fn cancel_pending(txn: &WriteTransaction, webhook: WebhookId) -> Result<()> {
 }
 
 /// The envelope posted to webhooks; `data_json` is embedded byte for byte.
-fn envelope(id: EventId, event_type: &str, at: DateTime<Utc>, data_json: &str) -> Result<String> {
+pub(crate) fn envelope(
+    id: EventId,
+    event_type: &str,
+    at: DateTime<Utc>,
+    data_json: &str,
+) -> Result<String> {
     let ty = serde_json::to_string(event_type).map_err(|e| Error::Storage(e.to_string()))?;
     Ok(format!(
         r#"{{"id":"{id}","type":{ty},"created_at":"{}","data":{data_json}}}"#,

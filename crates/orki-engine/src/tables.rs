@@ -20,3 +20,14 @@ pub const DUE: TableDefinition<(u64, u128), u128> = TableDefinition::new("due_v1
 pub const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempts_v1");
 /// `Idempotency-Key → IdempotencyRecord` (the first result for that key).
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");
+/// The delivery-log index: `(filter mask, webhook, type code, outcome, attempt id) → ()`.
+/// Every attempt has one entry per subset of the filters {webhook, event type,
+/// outcome} (mask bits 1, 2, 4; fields outside the subset are 0), so any
+/// combination of filters is one range scan, newest first, bounded by time
+/// through the time-ordered attempt id.
+pub const ATTEMPT_INDEX: TableDefinition<(u8, u128, u8, u8, u128), ()> =
+    TableDefinition::new("attempt_index_v1");
+/// Deliveries given up after their last retry: `(webhook id, delivery id) → ()`,
+/// for bulk replay.
+pub const FAILED_DELIVERIES: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("failed_deliveries_v1");

@@ -94,8 +94,13 @@ pub struct TestEngine {
 
 /// Fast retries for tests: 150 ms, then 150 ms, … (8 retries), no jitter.
 pub fn fast_retries() -> RetryPolicy {
+    retries(vec![Duration::from_millis(150); 8])
+}
+
+/// A retry policy with this schedule and no jitter.
+pub fn retries(schedule: Vec<Duration>) -> RetryPolicy {
     RetryPolicy {
-        schedule: vec![Duration::from_millis(150); 8],
+        schedule,
         jitter: 0.0,
     }
 }
@@ -111,7 +116,7 @@ impl TestEngine {
         init();
         let mut config = Config::new(dir.path());
         config.ca_files = vec![ca.pem_path.clone()];
-        config.retry = fast_retries();
+        config.retry = Some(fast_retries());
         config.ingest_key = Some(Secret::new("ik_test_ingest_key_0123456789"));
         config.admin_token = Some(Secret::new("at_test_admin_token_0123456789"));
         tweak(&mut config);

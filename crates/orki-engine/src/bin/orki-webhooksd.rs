@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use orki_engine::config::{DEFAULT_LISTEN, check_listen_addr};
-use orki_engine::retry::{DEFAULT_SCHEDULE, RetryPolicy, parse_schedule};
+use orki_engine::config::check_listen_addr;
+use orki_engine::retry::{RetryPolicy, parse_schedule};
 use orki_engine::{Config, Engine, Secret, Store, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,15 +35,16 @@ struct ServeArgs {
     /// Directory of the database and the logs [default: ~/.local/share/com.orki.webhooks]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Loopback address of the listener.
-    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
+    /// Loopback address of the listener [default: 127.0.0.1 and the port from the settings, 8787]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
     /// Extra trusted CA certificates (PEM), on top of the system store. Repeatable.
     #[arg(long = "ca-file", value_name = "PEM")]
     ca_files: Vec<PathBuf>,
-    /// Waits between retries of a failed delivery, e.g. 10s,1m,5m,2h.
-    #[arg(long, value_name = "LIST", default_value = DEFAULT_SCHEDULE)]
-    retry_schedule: String,
+    /// Waits between retries of a failed delivery for this run, e.g. 10s,1m,5m,2h
+    /// [default: the stored setting, first 5s,30s,2m,5m,30m,2h,5h,10h,10h,14h,20h]
+    #[arg(long, value_name = "LIST")]
+    retry_schedule: Option<String>,
     /// Allow plain http:// webhook URLs to loopback addresses (for development).
     #[arg(long)]
     allow_http_localhost: bool,
@@ -80,17 +81,21 @@ fn env_secret(name: &str) -> Option<Secret> {
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
-    check_listen_addr(args.listen)?;
+    if let Some(listen) = args.listen {
+        check_listen_addr(listen)?;
+    }
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
         None => default_data_dir()?,
     };
     let mut config = Config::new(data_dir);
     config.ca_files = args.ca_files.clone();
-    config.retry = RetryPolicy {
-        schedule: parse_schedule(&args.retry_schedule)?,
-        ..RetryPolicy::default()
-    };
+    if let Some(schedule) = &args.retry_schedule {
+        config.retry = Some(RetryPolicy {
+            schedule: parse_schedule(schedule)?,
+            ..RetryPolicy::default()
+        });
+    }
     config.allow_http_localhost = args.allow_http_localhost;
     config.ingest_key = env_secret("ORKI_INGEST_KEY");
     config.admin_token = env_secret("ORKI_ADMIN_TOKEN");
@@ -103,9 +108,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     let _log_guard = telemetry::init(&config.log_dir(), "orki-webhooksd")?;
     let store = Store::open(&config.database_path())?;
-    let listener = TcpListener::bind(args.listen)
+    let listen = match args.listen {
+        Some(addr) => addr,
+        None => SocketAddr::from(([127, 0, 0, 1], store.load_settings()?.listen_port)),
+    };
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {} (is the port in use?)", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen} (is the port in use?)"))?;
     let cancel = CancellationToken::new();
     let engine = Engine::start(config, store, listener, cancel.clone()).await?;
     let addr = engine.local_addr();

@@ -1,0 +1,91 @@
+//! Retention: attempts and events older than the retention period are pruned in
+//! the background, in small transactions so delivery never waits long for the
+//! writer; with a size cap, the oldest attempts go first until the database fits.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::engine::{EngineEvent, EngineHandle};
+use crate::store::unix_ms;
+use crate::{Error, Result};
+
+/// Records removed per transaction.
+pub const BATCH: usize = 500;
+/// How often retention runs (it also runs at start).
+pub const EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// Runs retention at start and then every [`EVERY`] until the engine stops.
+pub(crate) async fn run(engine: EngineHandle) {
+    let cancel = engine.inner.cancel.clone();
+    loop {
+        if let Err(e) = prune_once(&engine).await {
+            tracing::error!(error = %e, "pruning old records failed; trying again later");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+/// One retention pass: by age, then by size. Publishes what it removed.
+pub async fn prune_once(engine: &EngineHandle) -> Result<(u64, u64)> {
+    let settings = engine.settings();
+    let cutoff =
+        unix_ms(Utc::now()).saturating_sub(u64::from(settings.retention_days) * 86_400_000);
+    let cancel = engine.inner.cancel.clone();
+    let mut attempts = 0;
+    loop {
+        let n = engine
+            .blocking(move |s| s.prune_attempts(cutoff, BATCH))
+            .await?;
+        attempts += n;
+        if (n as usize) < BATCH || cancel.is_cancelled() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut after = Some(0u128);
+    while let Some(start) = after.filter(|_| !cancel.is_cancelled()) {
+        let (_, next) = engine
+            .blocking(move |s| s.prune_deliveries(cutoff, BATCH, start))
+            .await?;
+        after = next;
+        tokio::task::yield_now().await;
+    }
+    let mut events = 0;
+    let mut after = Some(0u128);
+    while let Some(start) = after.filter(|_| !cancel.is_cancelled()) {
+        let (n, next) = engine
+            .blocking(move |s| s.prune_events(cutoff, BATCH, start))
+            .await?;
+        events += n;
+        after = next;
+        tokio::task::yield_now().await;
+    }
+    if let Some(cap_mb) = settings.max_database_mb {
+        let cap = cap_mb.saturating_mul(1024 * 1024);
+        // Freed pages are reused, so staying under the cap stops the file's growth.
+        let target = cap / 10 * 9;
+        while engine.blocking(|s| s.used_bytes()).await? > target && !cancel.is_cancelled() {
+            let n = engine
+                .blocking(|s| s.prune_attempts(u64::MAX, BATCH))
+                .await?;
+            attempts += n;
+            if n == 0 {
+                tracing::warn!(
+                    cap_mb,
+                    "the database is over its size cap with no attempts left to prune"
+                );
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    if attempts > 0 || events > 0 {
+        tracing::info!(attempts, events, "pruned old records");
+        engine.publish(EngineEvent::Pruned { attempts, events });
+    }
+    Ok::<_, Error>((attempts, events))
+}

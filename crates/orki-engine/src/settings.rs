@@ -1,0 +1,223 @@
+//! Settings an admin changes at run time (`GET`/`PATCH /v1/settings`), persisted
+//! in redb. Command-line flags override some of them for one run only.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::retry::{RetryPolicy, parse_schedule};
+use crate::{Error, Result};
+
+/// The persisted settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Port of the local listener on 127.0.0.1 (applied on restart).
+    pub listen_port: u16,
+    /// Waits between retries, in milliseconds.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Consecutive failures at which a webhook shows a warning.
+    pub warning_threshold: u32,
+    /// Attempts and events older than this are pruned.
+    pub retention_days: u32,
+    /// When the database file grows past this, the oldest attempts are pruned first.
+    pub max_database_mb: Option<u64>,
+    /// Accept `http://` webhook URLs to loopback addresses (development).
+    pub allow_http_localhost: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_port: 8787,
+            retry_schedule_ms: RetryPolicy::default()
+                .schedule
+                .iter()
+                .map(|d| d.as_millis() as u64)
+                .collect(),
+            warning_threshold: 5,
+            retention_days: 30,
+            max_database_mb: None,
+            allow_http_localhost: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The retry schedule as durations.
+    pub fn retry_schedule(&self) -> Vec<Duration> {
+        self.retry_schedule_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect()
+    }
+
+    /// Applies a `PATCH` body: every field is checked first, and on any error
+    /// nothing changes. Returns whether the ingest key is to be regenerated.
+    pub fn apply_patch(&mut self, patch: &Map<String, Value>) -> Result<bool> {
+        let mut next = self.clone();
+        let mut regenerate = false;
+        for (name, value) in patch {
+            let bad = |why: &str| Error::invalid("invalid_setting", format!("{name}: {why}"));
+            match name.as_str() {
+                "listen_port" => {
+                    next.listen_port = value
+                        .as_u64()
+                        .filter(|p| (1024..=65535).contains(p))
+                        .ok_or_else(|| bad("a port number from 1024 to 65535"))?
+                        as u16;
+                }
+                "retry_schedule" => {
+                    let text = match value {
+                        Value::String(s) => s.clone(),
+                        Value::Array(items) => items
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_owned))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| bad("a list of durations like [\"10s\", \"5m\"]"))?
+                            .join(","),
+                        _ => return Err(bad("a list of durations like [\"10s\", \"5m\"]")),
+                    };
+                    let schedule = parse_schedule(&text).map_err(|e| bad(&e.to_string()))?;
+                    RetryPolicy {
+                        schedule: schedule.clone(),
+                        jitter: 0.0,
+                    }
+                    .validate()
+                    .map_err(|e| bad(&e.to_string()))?;
+                    next.retry_schedule_ms =
+                        schedule.iter().map(|d| d.as_millis() as u64).collect();
+                }
+                "warning_threshold" => {
+                    next.warning_threshold = value
+                        .as_u64()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| bad("a whole number from 1 to 1000"))?
+                        as u32;
+                }
+                "retention_days" => {
+                    next.retention_days = value
+                        .as_u64()
+                        .filter(|n| (1..=3650).contains(n))
+                        .ok_or_else(|| bad("a whole number of days from 1 to 3650"))?
+                        as u32;
+                }
+                "max_database_mb" => {
+                    next.max_database_mb = match value {
+                        Value::Null => None,
+                        v => Some(
+                            v.as_u64()
+                                .filter(|n| *n >= 16)
+                                .ok_or_else(|| bad("null, or a size in MB of at least 16"))?,
+                        ),
+                    };
+                }
+                "allow_http_localhost" => {
+                    next.allow_http_localhost =
+                        value.as_bool().ok_or_else(|| bad("true or false"))?;
+                }
+                "regenerate_ingest_key" => {
+                    regenerate = value.as_bool().ok_or_else(|| bad("true or false"))?;
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "invalid_setting",
+                        format!(
+                            "unknown setting {name:?}; settings are listen_port, retry_schedule, warning_threshold, retention_days, max_database_mb, allow_http_localhost, regenerate_ingest_key"
+                        ),
+                    ));
+                }
+            }
+        }
+        *self = next;
+        Ok(regenerate)
+    }
+}
+
+/// A duration in the largest unit that shows it exactly: `500ms`, `30s`, `2m`, `5h`, `1d`.
+pub fn format_duration(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn patch(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn a_valid_patch_changes_only_what_it_names() {
+        let mut s = Settings::default();
+        let regen = s
+            .apply_patch(&patch(
+                json!({"retry_schedule": ["10s", "1m"], "warning_threshold": 3}),
+            ))
+            .expect("valid");
+        assert!(!regen);
+        assert_eq!(s.retry_schedule_ms, vec![10_000, 60_000]);
+        assert_eq!(s.warning_threshold, 3);
+        assert_eq!(s.retention_days, 30);
+        s.apply_patch(&patch(
+            json!({"retry_schedule": "5s,2h", "max_database_mb": 512}),
+        ))
+        .expect("valid");
+        assert_eq!(s.retry_schedule_ms, vec![5000, 7_200_000]);
+        assert_eq!(s.max_database_mb, Some(512));
+        s.apply_patch(&patch(json!({"max_database_mb": null})))
+            .expect("valid");
+        assert_eq!(s.max_database_mb, None);
+    }
+
+    #[test]
+    fn any_bad_field_changes_nothing() {
+        let mut s = Settings::default();
+        for bad in [
+            json!({"warning_threshold": 3, "retention_days": 0}),
+            json!({"listen_port": 80}),
+            json!({"listen_port": "8787"}),
+            json!({"retry_schedule": []}),
+            json!({"retry_schedule": ["5x"]}),
+            json!({"retry_schedule": ["10d"]}),
+            json!({"max_database_mb": 1}),
+            json!({"colour": "blue"}),
+        ] {
+            let before = s.clone();
+            let err = s.apply_patch(&patch(bad.clone())).expect_err("invalid");
+            assert!(
+                matches!(
+                    err,
+                    Error::Invalid {
+                        code: "invalid_setting",
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+            assert_eq!(s, before, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_format_in_their_largest_exact_unit() {
+        assert_eq!(format_duration(500), "500ms");
+        assert_eq!(format_duration(5000), "5s");
+        assert_eq!(format_duration(90_000), "90s");
+        assert_eq!(format_duration(120_000), "2m");
+        assert_eq!(format_duration(36_000_000), "10h");
+        assert_eq!(format_duration(86_400_000), "1d");
+    }
+}
