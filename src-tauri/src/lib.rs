@@ -1,10 +1,9 @@
 //! The Orki Webhooks desktop shell: it starts the engine in-process (database in
 //! the app data directory, logs in the app log directory, the local listener on
-//! 127.0.0.1:8787) and shows the window. All logic lives in `orki-engine`.
+//! 127.0.0.1, port from the settings) and shows the window. All logic lives in `orki-engine`.
 
 use std::sync::Mutex;
 
-use orki_engine::config::DEFAULT_LISTEN;
 use orki_engine::{Config, Engine, Store, telemetry};
 use serde::Serialize;
 use tauri::{Manager, RunEvent, State};
@@ -45,9 +44,10 @@ async fn start_engine(app: &tauri::AppHandle, cancel: CancellationToken) -> anyh
     let config = Config::new(data_dir);
     config.validate()?;
     let store = Store::open(&config.database_path())?;
-    let listener = tokio::net::TcpListener::bind(DEFAULT_LISTEN)
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], store.load_settings()?.listen_port));
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {DEFAULT_LISTEN}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     Ok(Engine::start(config, store, listener, cancel).await?)
 }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use crate::Result;
 use crate::engine::{EngineEvent, EngineHandle};
 use crate::store::unix_ms;
-use crate::{Error, Result};
 
 /// Records removed per transaction.
 pub const BATCH: usize = 500;
@@ -35,9 +35,43 @@ pub async fn prune_once(engine: &EngineHandle) -> Result<(u64, u64)> {
     let cutoff =
         unix_ms(Utc::now()).saturating_sub(u64::from(settings.retention_days) * 86_400_000);
     let cancel = engine.inner.cancel.clone();
+    let (mut attempts, mut events) = prune_older_than(engine, cutoff).await?;
+    if let Some(cap_mb) = settings.max_database_mb {
+        let cap = cap_mb.saturating_mul(1024 * 1024);
+        // Freed pages are reused, so staying under the cap stops the file's growth.
+        let target = cap / 10 * 9;
+        while engine.blocking(|s| s.used_bytes()).await? > target && !cancel.is_cancelled() {
+            // The oldest attempts first, then the events and deliveries as old as they.
+            let (n, newest) = engine
+                .blocking(|s| s.prune_attempts(u64::MAX, BATCH))
+                .await?;
+            let Some(newest) = newest else {
+                tracing::warn!(
+                    cap_mb,
+                    "the database is over its size cap with no attempts left to prune"
+                );
+                break;
+            };
+            attempts += n;
+            let (a, e) = prune_older_than(engine, newest + 1).await?;
+            attempts += a;
+            events += e;
+        }
+    }
+    if attempts > 0 || events > 0 {
+        tracing::info!(attempts, events, "pruned old records");
+        engine.publish(EngineEvent::Pruned { attempts, events });
+    }
+    Ok((attempts, events))
+}
+
+/// Prunes attempts, finished deliveries and events older than `cutoff` (Unix ms),
+/// in batches. Returns `(attempts, events)` removed.
+async fn prune_older_than(engine: &EngineHandle, cutoff: u64) -> Result<(u64, u64)> {
+    let cancel = engine.inner.cancel.clone();
     let mut attempts = 0;
     loop {
-        let n = engine
+        let (n, _) = engine
             .blocking(move |s| s.prune_attempts(cutoff, BATCH))
             .await?;
         attempts += n;
@@ -64,28 +98,5 @@ pub async fn prune_once(engine: &EngineHandle) -> Result<(u64, u64)> {
         after = next;
         tokio::task::yield_now().await;
     }
-    if let Some(cap_mb) = settings.max_database_mb {
-        let cap = cap_mb.saturating_mul(1024 * 1024);
-        // Freed pages are reused, so staying under the cap stops the file's growth.
-        let target = cap / 10 * 9;
-        while engine.blocking(|s| s.used_bytes()).await? > target && !cancel.is_cancelled() {
-            let n = engine
-                .blocking(|s| s.prune_attempts(u64::MAX, BATCH))
-                .await?;
-            attempts += n;
-            if n == 0 {
-                tracing::warn!(
-                    cap_mb,
-                    "the database is over its size cap with no attempts left to prune"
-                );
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-    if attempts > 0 || events > 0 {
-        tracing::info!(attempts, events, "pruned old records");
-        engine.publish(EngineEvent::Pruned { attempts, events });
-    }
-    Ok::<_, Error>((attempts, events))
+    Ok((attempts, events))
 }

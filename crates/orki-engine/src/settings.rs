@@ -108,8 +108,8 @@ impl Settings {
                         Value::Null => None,
                         v => Some(
                             v.as_u64()
-                                .filter(|n| *n >= 16)
-                                .ok_or_else(|| bad("null, or a size in MB of at least 16"))?,
+                                .filter(|n| *n >= 1)
+                                .ok_or_else(|| bad("null, or a size in MB of at least 1"))?,
                         ),
                     };
                 }
@@ -192,7 +192,7 @@ mod tests {
             json!({"retry_schedule": []}),
             json!({"retry_schedule": ["5x"]}),
             json!({"retry_schedule": ["10d"]}),
-            json!({"max_database_mb": 1}),
+            json!({"max_database_mb": 0}),
             json!({"colour": "blue"}),
         ] {
             let before = s.clone();
