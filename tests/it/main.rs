@@ -6,6 +6,7 @@ mod support;
 
 mod delivery;
 mod ingest;
+mod openapi;
 mod operations;
 mod process;
 mod registration;

@@ -134,6 +134,7 @@ pub fn router(engine: EngineHandle) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/events", post(ingest))
         .merge(admin)
         .fallback(|| async {
@@ -201,8 +202,16 @@ async fn require_admin(
     }
 }
 
+#[utoipa::path(get, path = "/v1/health", tag = "meta",
+    responses((status = 200, description = "The engine runs", body = crate::openapi::HealthBody)))]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": crate::VERSION }))
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
 }
 
 async fn index() -> Html<&'static str> {
@@ -247,6 +256,18 @@ fn bad_json(e: &serde_json::Error) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/events", tag = "events", security(("ingest_key" = [])),
+    request_body = crate::openapi::IngestRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first result")),
+    responses(
+        (status = 202, description = "Stored durably with its deliveries", body = crate::model::Accepted),
+        (status = 400, description = "Malformed JSON or a missing/invalid field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong ingest key", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Idempotency-Key reused for another request", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Unknown event type", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing stored", body = crate::openapi::ErrorBody)))]
 async fn ingest(
     State(engine): State<EngineHandle>,
     headers: HeaderMap,
@@ -375,14 +396,24 @@ fn webhook_id(text: &str) -> ApiResult<WebhookId> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/event-types", tag = "webhooks", security(("admin_token" = [])),
+    responses((status = 200, description = "Every event type with a sample", body = Vec<crate::event_types::EventType>), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn list_event_types(State(engine): State<EngineHandle>) -> Json<Value> {
     Json(json!(engine.event_types()))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("admin_token" = [])),
+    responses((status = 200, description = "All webhooks, without tokens", body = crate::openapi::WebhookList), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn list_webhooks(State(engine): State<EngineHandle>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "items": engine.list_webhooks().await? })))
 }
 
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("admin_token" = [])),
+    request_body = crate::engine::NewWebhook,
+    responses(
+        (status = 201, description = "Verified and saved", body = crate::model::Webhook),
+        (status = 400, description = "Bad URL, not https, no events, unknown type", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The handshake failed at `step`", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn create_webhook(
     State(engine): State<EngineHandle>,
     body: Result<Bytes, BytesRejection>,
@@ -392,6 +423,10 @@ async fn create_webhook(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, description = "The webhook, with its verify token", body = crate::model::Webhook),
+        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn get_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -399,6 +434,13 @@ async fn get_webhook(
     Ok(Json(engine.get_webhook(webhook_id(&id)?).await?).into_response())
 }
 
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = crate::engine::WebhookPatch,
+    responses((status = 200, description = "Changed (a new URL or token was verified first)", body = crate::model::Webhook),
+        (status = 400, description = "Invalid change", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The handshake failed at `step`", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn patch_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -409,6 +451,10 @@ async fn patch_webhook(
     Ok(Json(engine.update_webhook(id, patch).await?).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 204, description = "Deleted; its pending deliveries cancelled"),
+        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn delete_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -423,6 +469,12 @@ struct TestRequest {
     event_type: String,
 }
 
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = crate::openapi::TestRequest,
+    responses((status = 200, description = "Sent at once; the attempt, recorded with test: true", body = crate::model::AttemptDetail),
+        (status = 400, description = "Unknown event type", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn test_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -433,6 +485,11 @@ async fn test_webhook(
     Ok(Json(engine.send_test(id, &request.event_type).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Delivery id")),
+    responses((status = 202, description = "Queued for an attempt now", body = crate::model::DeliveryRecord),
+        (status = 404, description = "No such delivery", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Its webhook is deleted or disabled", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn redeliver(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -458,6 +515,13 @@ struct ReplayRequest {
     dry_run: bool,
 }
 
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = crate::openapi::ReplayRequest,
+    responses((status = 200, description = "Dry run: how many would be sent", body = crate::openapi::ReplayResult),
+        (status = 202, description = "Replayed, paced", body = crate::openapi::ReplayResult),
+        (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn replay_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -520,10 +584,17 @@ async fn replay_webhook(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
+    responses((status = 200, description = "The settings in force", body = crate::engine::SettingsView), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn get_settings(State(engine): State<EngineHandle>) -> ApiResult<Response> {
     Ok(Json(engine.settings_view().await?).into_response())
 }
 
+#[utoipa::path(patch, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
+    request_body = crate::openapi::SettingsPatch,
+    responses((status = 200, description = "Saved and applied", body = crate::engine::SettingsView),
+        (status = 400, description = "A bad value; nothing changed", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The ingest key comes from ORKI_INGEST_KEY", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn patch_settings(
     State(engine): State<EngineHandle>,
     body: Result<Bytes, BytesRejection>,
@@ -532,6 +603,8 @@ async fn patch_settings(
     Ok(Json(engine.update_settings(patch).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/stream", tag = "events", security(("admin_token" = [])),
+    responses((status = 200, description = "Server-Sent Events: attempt_recorded, webhook_health_changed, pruned, lagged", content_type = "text/event-stream", body = String), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 /// Server-Sent Events: every engine event as `event: <kind>` with a JSON `data` line.
 async fn stream(
     State(engine): State<EngineHandle>,
@@ -642,6 +715,17 @@ fn attempt_query(
     Ok((filter, cursor, limit))
 }
 
+#[utoipa::path(get, path = "/v1/attempts", tag = "deliveries", security(("admin_token" = [])),
+    params(
+        ("webhook_id" = Option<String>, Query, description = "Only this webhook"),
+        ("event_type" = Option<String>, Query, description = "Only this event type"),
+        ("outcome" = Option<String>, Query, description = "success or failure"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("to" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("limit" = Option<u32>, Query, description = "1–500, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "Attempts, newest first", body = crate::engine::AttemptPage),
+        (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn list_attempts(
     State(engine): State<EngineHandle>,
     Query(query): Query<HashMap<String, String>>,
@@ -650,6 +734,10 @@ async fn list_attempts(
     Ok(Json(engine.list_attempts(filter, cursor, limit).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/attempts/{id}", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Attempt id")),
+    responses((status = 200, description = "The attempt with the exact request and the response", body = crate::model::AttemptDetail),
+        (status = 404, description = "No such attempt", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn get_attempt(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,

@@ -46,7 +46,7 @@ pub enum EngineEvent {
 }
 
 /// The settings as the admin sees them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SettingsView {
     /// Where the listener is bound now.
     pub listen_address: String,
@@ -74,7 +74,7 @@ pub struct SettingsView {
 pub const REPLAY_PACE_MS: u64 = 100;
 
 /// A new webhook as the admin enters it.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// `https://…` (or `http://` to loopback when allowed).
@@ -89,7 +89,7 @@ pub struct NewWebhook {
 }
 
 /// Changes to a webhook; absent fields stay as they are.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     /// A new URL (re-runs the handshake).
@@ -103,7 +103,7 @@ pub struct WebhookPatch {
 }
 
 /// One page of the delivery log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptPage {
     /// Attempts, newest first.
     pub items: Vec<Attempt>,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 /// One event type as listed by `GET /v1/event-types`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventType {
     /// The type name, e.g. `message.created`.
     #[serde(rename = "type")]

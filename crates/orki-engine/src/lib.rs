@@ -12,6 +12,7 @@
 //!   [`EngineHandle`] is the one API both the HTTP layer and the desktop shell call.
 //! - [`api`]: the axum router: ingest (`POST /v1/events`) and the admin API, mapping
 //!   errors to the JSON error shape in one place.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
 //!   deliveries, the due queue and the attempt log. Every business operation is one
 //!   write transaction.
@@ -38,6 +39,7 @@ pub mod event_types;
 pub mod handshake;
 pub mod ids;
 pub mod model;
+pub mod openapi;
 pub mod outbound;
 pub mod retention;
 pub mod retry;

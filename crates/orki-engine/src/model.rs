@@ -54,7 +54,7 @@ impl WebhookRecord {
 }
 
 /// A webhook as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {
     /// Its id.
     pub id: WebhookId,
@@ -101,7 +101,7 @@ pub struct EventRecord {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting in the due queue for its next attempt.
@@ -115,7 +115,7 @@ pub enum DeliveryState {
 }
 
 /// One event's delivery to one webhook.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
     /// Its id, sent as `X-Orki-Delivery` (the same on every retry).
     pub id: DeliveryId,
@@ -139,7 +139,7 @@ pub struct DeliveryRecord {
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The host name did not resolve.
@@ -171,7 +171,7 @@ impl ErrorClass {
 }
 
 /// One attempt as listed in the delivery log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     /// Its id.
     pub id: AttemptId,
@@ -215,7 +215,7 @@ pub struct RequestRecord {
 }
 
 /// The answer as it came back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResponseRecord {
     /// The HTTP status.
     pub status: u16,
@@ -240,7 +240,7 @@ pub struct AttemptRecord {
 }
 
 /// The request of an attempt as the detail view shows it, body included.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestView {
     /// The URL posted to.
     pub url: String,
@@ -253,7 +253,7 @@ pub struct RequestView {
 }
 
 /// `GET /v1/attempts/{id}`: the attempt with the exact request and the response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptDetail {
     /// The log line.
     #[serde(flatten)]
@@ -278,7 +278,7 @@ pub struct IdempotencyRecord {
 }
 
 /// The answer to an accepted event.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Accepted {
     /// The event's id.
     pub id: EventId,

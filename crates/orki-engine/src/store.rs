@@ -78,7 +78,7 @@ pub struct Job {
 }
 
 /// A webhook's health after an attempt changed it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// The webhook.
     pub webhook_id: WebhookId,
