@@ -22,7 +22,12 @@ const DAY_MS: u64 = 86_400_000;
 const PAGE: usize = 51; // 50 rows + 1 to know whether there is a next page
 const RUNS: usize = 400;
 
-fn record(wh: WebhookId, at_ms: u64, ty: &str, success: bool) -> (EventRecord, DeliveryRecord, AttemptRecord) {
+fn record(
+    wh: WebhookId,
+    at_ms: u64,
+    ty: &str,
+    success: bool,
+) -> (EventRecord, DeliveryRecord, AttemptRecord) {
     let at = DateTime::from_timestamp_millis(at_ms as i64).expect("time");
     let event = EventRecord {
         id: EventId::at_unix_ms(at_ms),
@@ -42,7 +47,11 @@ fn record(wh: WebhookId, at_ms: u64, ty: &str, success: bool) -> (EventRecord, D
         event_type: ty.to_owned(),
         created_at: at,
         attempts: 1,
-        state: if success { DeliveryState::Succeeded } else { DeliveryState::Failed },
+        state: if success {
+            DeliveryState::Succeeded
+        } else {
+            DeliveryState::Failed
+        },
         due_ms: None,
         test: false,
     };
@@ -50,7 +59,10 @@ fn record(wh: WebhookId, at_ms: u64, ty: &str, success: bool) -> (EventRecord, D
     let headers = [
         ("Content-Type", "application/json"),
         ("User-Agent", "Orki-Webhooks/0.1.0"),
-        ("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
+        (
+            "X-Hub-Signature-256",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ),
         ("X-Orki-Event", ty),
         ("X-Orki-Delivery", "dlv_01a21e97ae9e703086e9b5d4168e82c0"),
     ]
@@ -81,8 +93,14 @@ fn record(wh: WebhookId, at_ms: u64, ty: &str, success: bool) -> (EventRecord, D
         },
         response: Some(ResponseRecord {
             status,
-            headers: [("content-type".to_owned(), "text/plain".to_owned())].into_iter().collect(),
-            body: if success { "ok".into() } else { "Service Unavailable".into() },
+            headers: [("content-type".to_owned(), "text/plain".to_owned())]
+                .into_iter()
+                .collect(),
+            body: if success {
+                "ok".into()
+            } else {
+                "Service Unavailable".into()
+            },
             body_truncated: false,
         }),
     };
@@ -136,7 +154,10 @@ fn main() {
         size as f64 / 1e6
     );
 
-    type Case = (&'static str, Box<dyn Fn(&mut rand::rngs::ThreadRng) -> (AttemptFilter, Option<AttemptId>)>);
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&mut rand::rngs::ThreadRng) -> (AttemptFilter, Option<AttemptId>)>,
+    );
     let whs = webhooks.clone();
     let whs2 = webhooks.clone();
     let whs3 = webhooks.clone();
@@ -145,23 +166,137 @@ fn main() {
     let ids2 = sample_ids.clone();
     let ids3 = sample_ids.clone();
     let cases: Vec<Case> = vec![
-        ("first page, no filter", Box::new(|_| (AttemptFilter::default(), None))),
-        ("first page, webhook", Box::new(move |r| (AttemptFilter { webhook: Some(whs[r.random_range(0..20)]), ..Default::default() }, None))),
-        ("first page, event type", Box::new(|r| (AttemptFilter { event_type: Some(NAMES[r.random_range(0..3)].into()), ..Default::default() }, None))),
-        ("first page, failures", Box::new(|_| (AttemptFilter { success: Some(false), ..Default::default() }, None))),
-        ("first page, webhook + failures", Box::new(move |r| (AttemptFilter { webhook: Some(whs2[r.random_range(0..20)]), success: Some(false), ..Default::default() }, None))),
-        ("first page, webhook + type + outcome", Box::new(move |r| (AttemptFilter { webhook: Some(whs3[r.random_range(0..20)]), event_type: Some(NAMES[r.random_range(0..3)].into()), success: Some(r.random_bool(0.5)), ..Default::default() }, None))),
-        ("first page, one day's range", Box::new(move |r| {
-            let from = start_ms + r.random_range(0..24) * DAY_MS;
-            (AttemptFilter { from_ms: Some(from), to_ms: Some(from + DAY_MS), ..Default::default() }, None)
-        })),
-        ("first page, failures in a day of one webhook", Box::new(move |r| {
-            let from = start_ms + r.random_range(0..24) * DAY_MS;
-            (AttemptFilter { webhook: Some(whs4[r.random_range(0..20)]), success: Some(false), from_ms: Some(from), to_ms: Some(from + DAY_MS), ..Default::default() }, None)
-        })),
-        ("deep page, no filter", Box::new(move |r| (AttemptFilter::default(), Some(ids[r.random_range(0..ids.len())])))),
-        ("deep page, event type + failures", Box::new(move |r| (AttemptFilter { event_type: Some(NAMES[r.random_range(0..3)].into()), success: Some(false), ..Default::default() }, Some(ids2[r.random_range(0..ids2.len())])))),
-        ("deep page, webhook", Box::new(move |r| (AttemptFilter { webhook: Some(webhooks[r.random_range(0..20)]), ..Default::default() }, Some(ids3[r.random_range(0..ids3.len())])))),
+        (
+            "first page, no filter",
+            Box::new(|_| (AttemptFilter::default(), None)),
+        ),
+        (
+            "first page, webhook",
+            Box::new(move |r| {
+                (
+                    AttemptFilter {
+                        webhook: Some(whs[r.random_range(0..20)]),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "first page, event type",
+            Box::new(|r| {
+                (
+                    AttemptFilter {
+                        event_type: Some(NAMES[r.random_range(0..3)].into()),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "first page, failures",
+            Box::new(|_| {
+                (
+                    AttemptFilter {
+                        success: Some(false),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "first page, webhook + failures",
+            Box::new(move |r| {
+                (
+                    AttemptFilter {
+                        webhook: Some(whs2[r.random_range(0..20)]),
+                        success: Some(false),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "first page, webhook + type + outcome",
+            Box::new(move |r| {
+                (
+                    AttemptFilter {
+                        webhook: Some(whs3[r.random_range(0..20)]),
+                        event_type: Some(NAMES[r.random_range(0..3)].into()),
+                        success: Some(r.random_bool(0.5)),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "first page, one day's range",
+            Box::new(move |r| {
+                let from = start_ms + r.random_range(0..24) * DAY_MS;
+                (
+                    AttemptFilter {
+                        from_ms: Some(from),
+                        to_ms: Some(from + DAY_MS),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "first page, failures in a day of one webhook",
+            Box::new(move |r| {
+                let from = start_ms + r.random_range(0..24) * DAY_MS;
+                (
+                    AttemptFilter {
+                        webhook: Some(whs4[r.random_range(0..20)]),
+                        success: Some(false),
+                        from_ms: Some(from),
+                        to_ms: Some(from + DAY_MS),
+                        ..Default::default()
+                    },
+                    None,
+                )
+            }),
+        ),
+        (
+            "deep page, no filter",
+            Box::new(move |r| {
+                (
+                    AttemptFilter::default(),
+                    Some(ids[r.random_range(0..ids.len())]),
+                )
+            }),
+        ),
+        (
+            "deep page, event type + failures",
+            Box::new(move |r| {
+                (
+                    AttemptFilter {
+                        event_type: Some(NAMES[r.random_range(0..3)].into()),
+                        success: Some(false),
+                        ..Default::default()
+                    },
+                    Some(ids2[r.random_range(0..ids2.len())]),
+                )
+            }),
+        ),
+        (
+            "deep page, webhook",
+            Box::new(move |r| {
+                (
+                    AttemptFilter {
+                        webhook: Some(webhooks[r.random_range(0..20)]),
+                        ..Default::default()
+                    },
+                    Some(ids3[r.random_range(0..ids3.len())]),
+                )
+            }),
+        ),
     ];
 
     println!("\n| query ({RUNS} runs, 50 rows a page) | p50 | p99 | rows (median) |");
