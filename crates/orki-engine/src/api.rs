@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -22,11 +22,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::Error;
 use crate::engine::{EngineEvent, EngineHandle, NewWebhook, WebhookPatch};
 use crate::handshake::Step;
 use crate::ids::{AttemptId, DeliveryId, WebhookId};
-use crate::store::AttemptFilter;
-use crate::{Error, event_types};
+use crate::query::{AttemptQuery, ReplayRequest};
 
 /// An error answer: status, machine code, message, and the handshake step if any.
 #[derive(Debug)]
@@ -60,51 +60,20 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        match e {
-            Error::Invalid { code, message } => Self::new(StatusCode::BAD_REQUEST, code, message),
-            Error::UnknownEventType(t) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_event_type",
-                format!(
-                    "unknown event type {t:?}; known types: {}",
-                    event_types::NAMES.join(", ")
-                ),
-            ),
-            Error::Verification(f) => Self {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "verification_failed",
-                message: format!("verification failed ({}): {}", f.step.as_str(), f.message),
-                step: Some(f.step),
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %e, status = status.as_u16(), "answered with a server error");
+        }
+        let body = e.body();
+        Self {
+            status,
+            code: body.code,
+            message: body.message,
+            step: match e {
+                Error::Verification(f) => Some(f.step),
+                _ => None,
             },
-            Error::NotFound { kind, id } => Self::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{kind} {id} not found"),
-            ),
-            Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
-            e @ Error::IdempotencyConflict(_) => {
-                Self::new(StatusCode::CONFLICT, "idempotency_conflict", e.to_string())
-            }
-            Error::ShuttingDown => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the engine is shutting down; try again shortly",
-            ),
-            e @ (Error::Storage(_)
-            | Error::Corrupt(_)
-            | Error::AlreadyRunning(_)
-            | Error::Io { .. }) => {
-                tracing::error!(error = %e, "storage failure answered with 503");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "storage is unavailable; nothing was stored, try again",
-                )
-            }
-            e @ Error::Config(_) => {
-                tracing::error!(error = %e, "configuration error answered with 500");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }
         }
     }
 }
@@ -132,14 +101,22 @@ pub fn router(engine: EngineHandle) -> Router {
             require_admin,
         ));
     Router::new()
-        .route("/", get(index))
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/events", post(ingest))
         .merge(admin)
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                if (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+                    && !uri.path().starts_with("/v1/")
+                    && let Some(page) = crate::ui::serve(&uri)
+                {
+                    return page;
+                }
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+                    .into_response()
+            },
+        )
         .layer(middleware::from_fn(loopback_host_only))
         .with_state(engine)
 }
@@ -212,14 +189,6 @@ async fn health() -> Json<Value> {
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Orki Webhooks</title>\
-         <body style=\"font-family:system-ui;margin:3rem\"><h1>Orki Webhooks</h1>\
-         <p>The engine is running. The admin API is under <code>/v1/</code>.</p></body></html>",
-    )
 }
 
 /// The ingest body: `{"type": "...", "data": {...}}`; `data` is kept byte for byte.
@@ -505,21 +474,11 @@ async fn redeliver(
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ReplayRequest {
-    event_type: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    #[serde(default)]
-    dry_run: bool,
-}
-
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
     request_body = crate::openapi::ReplayRequest,
-    responses((status = 200, description = "Dry run: how many would be sent", body = crate::openapi::ReplayResult),
-        (status = 202, description = "Replayed, paced", body = crate::openapi::ReplayResult),
+    responses((status = 200, description = "Dry run: how many would be sent", body = crate::engine::ReplayResult),
+        (status = 202, description = "Replayed, paced", body = crate::engine::ReplayResult),
         (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn replay_webhook(
@@ -534,54 +493,13 @@ async fn replay_webhook(
     } else {
         parse_body(body)?
     };
-    let mut filter = AttemptFilter::default();
-    if let Some(t) = request.event_type {
-        if !event_types::is_known(&t) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unknown_event_type",
-                format!(
-                    "event_type {t:?} is not one of {}",
-                    event_types::NAMES.join(", ")
-                ),
-            ));
-        }
-        filter.event_type = Some(t);
-    }
-    let time = |name: &str, v: Option<String>| {
-        v.map(|v| parse_time(name, &v))
-            .transpose()
-            .map_err(|mut e| {
-                e.code = "invalid_field";
-                e
-            })
-    };
-    filter.from_ms = time("from", request.from)?;
-    filter.to_ms = time("to", request.to)?;
-    if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms)
-        && from > to
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "from must not be later than to",
-        ));
-    }
-    let count = engine.replay_failed(id, filter, request.dry_run).await?;
-    let status = if request.dry_run {
+    let result = engine.replay_failed(id, request).await?;
+    let status = if result.dry_run {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((
-        status,
-        Json(json!({
-            "dry_run": request.dry_run,
-            "count": count,
-            "pace_ms": crate::engine::REPLAY_PACE_MS,
-        })),
-    )
-        .into_response())
+    Ok((status, Json(result)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
@@ -632,89 +550,6 @@ async fn stream(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn invalid_query(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
-fn parse_time(name: &str, value: &str) -> ApiResult<u64> {
-    let at = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
-        invalid_query(format!(
-            "{name} must be an RFC 3339 time like 2026-11-27T09:00:00Z, not {value:?}"
-        ))
-    })?;
-    u64::try_from(at.timestamp_millis())
-        .map_err(|_| invalid_query(format!("{name} must not be before 1970")))
-}
-
-/// Parses the delivery-log query: filters, `limit`, `cursor`; every bad value is a 400.
-fn attempt_query(
-    query: &HashMap<String, String>,
-) -> ApiResult<(AttemptFilter, Option<AttemptId>, usize)> {
-    let mut filter = AttemptFilter::default();
-    let mut limit = 50;
-    let mut cursor = None;
-    for (name, value) in query {
-        match name.as_str() {
-            "webhook_id" => {
-                filter.webhook = Some(WebhookId::parse(value).ok_or_else(|| {
-                    invalid_query(format!("webhook_id {value:?} is not a webhook id (wh_…)"))
-                })?);
-            }
-            "event_type" => {
-                if !event_types::is_known(value) {
-                    return Err(invalid_query(format!(
-                        "event_type {value:?} is not one of {}",
-                        event_types::NAMES.join(", ")
-                    )));
-                }
-                filter.event_type = Some(value.clone());
-            }
-            "outcome" => {
-                filter.success = Some(match value.as_str() {
-                    "success" => true,
-                    "failure" => false,
-                    _ => {
-                        return Err(invalid_query(format!(
-                            "outcome must be success or failure, not {value:?}"
-                        )));
-                    }
-                });
-            }
-            "from" => filter.from_ms = Some(parse_time("from", value)?),
-            "to" => filter.to_ms = Some(parse_time("to", value)?),
-            "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| {
-                        invalid_query(format!(
-                            "limit must be a whole number from 1 to 500, not {value:?}"
-                        ))
-                    })?;
-            }
-            "cursor" => {
-                cursor = Some(AttemptId::parse(value).ok_or_else(|| {
-                    invalid_query(format!(
-                        "cursor {value:?} is not a next_cursor value from this API"
-                    ))
-                })?);
-            }
-            other => {
-                return Err(invalid_query(format!(
-                    "unknown query parameter {other:?}; use webhook_id, event_type, outcome, from, to, limit, cursor"
-                )));
-            }
-        }
-    }
-    if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms)
-        && from > to
-    {
-        return Err(invalid_query("from must not be later than to".into()));
-    }
-    Ok((filter, cursor, limit))
-}
-
 #[utoipa::path(get, path = "/v1/attempts", tag = "deliveries", security(("admin_token" = [])),
     params(
         ("webhook_id" = Option<String>, Query, description = "Only this webhook"),
@@ -730,8 +565,8 @@ async fn list_attempts(
     State(engine): State<EngineHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let (filter, cursor, limit) = attempt_query(&query)?;
-    Ok(Json(engine.list_attempts(filter, cursor, limit).await?).into_response())
+    let query = AttemptQuery::parse(&query)?;
+    Ok(Json(engine.list_attempts(query).await?).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/attempts/{id}", tag = "deliveries", security(("admin_token" = [])),

@@ -22,9 +22,10 @@ use crate::model::{
     Webhook, WebhookRecord,
 };
 use crate::outbound::Outbound;
+use crate::query::{AttemptQuery, ReplayRequest};
 use crate::retry::RetryPolicy;
 use crate::settings::{Settings, format_duration};
-use crate::store::{AttemptFilter, Credentials, Health, NewEvent};
+use crate::store::{Credentials, Health, NewEvent};
 use crate::{Config, Error, Result, Secret, Store};
 use serde_json::{Map, Value};
 
@@ -68,6 +69,17 @@ pub struct SettingsView {
     pub ingest_key: String,
     /// The ingest key comes from `ORKI_INGEST_KEY` (not regenerable here).
     pub ingest_key_from_env: bool,
+}
+
+/// The answer of a replay or its dry run.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReplayResult {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Deliveries replayed (or that would be).
+    pub count: u64,
+    /// Time between two replayed deliveries.
+    pub pace_ms: u64,
 }
 
 /// Time between two replayed deliveries, so a replay does not flood the endpoint.
@@ -510,12 +522,12 @@ impl EngineHandle {
     }
 
     /// A page of the delivery log, newest first, filtered.
-    pub async fn list_attempts(
-        &self,
-        filter: AttemptFilter,
-        cursor: Option<AttemptId>,
-        limit: usize,
-    ) -> Result<AttemptPage> {
+    pub async fn list_attempts(&self, query: AttemptQuery) -> Result<AttemptPage> {
+        let AttemptQuery {
+            filter,
+            cursor,
+            limit,
+        } = query;
         let limit = limit.clamp(1, 500);
         let mut items = self
             .blocking(move |s| s.list_attempts(&filter, cursor, limit + 1))
@@ -616,9 +628,10 @@ impl EngineHandle {
     pub async fn replay_failed(
         &self,
         id: WebhookId,
-        filter: AttemptFilter,
-        dry_run: bool,
-    ) -> Result<u64> {
+        request: ReplayRequest,
+    ) -> Result<ReplayResult> {
+        let filter = request.filter()?;
+        let dry_run = request.dry_run;
         let webhook = self
             .blocking(move |s| s.get_webhook(id))
             .await?
@@ -637,7 +650,11 @@ impl EngineHandle {
             self.inner.wake.notify_one();
             tracing::info!(webhook = %id, count, "failed deliveries replayed");
         }
-        Ok(count)
+        Ok(ReplayResult {
+            dry_run,
+            count,
+            pace_ms: REPLAY_PACE_MS,
+        })
     }
 
     /// Deliveries waiting in the due queue.

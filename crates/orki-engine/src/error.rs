@@ -94,3 +94,73 @@ storage_from!(
     redb::CommitError,
     redb::DatabaseError
 );
+
+/// An error as the admin API and the desktop window show it:
+/// `{"code", "message", "step"?}` (the `error` object of SPEC.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorBody {
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// For a person.
+    pub message: String,
+    /// The failed handshake step, for `verification_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<&'static str>,
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Invalid { .. } => 400,
+            Self::NotFound { .. } => 404,
+            Self::Conflict { .. } | Self::IdempotencyConflict(_) => 409,
+            Self::UnknownEventType(_) | Self::Verification(_) => 422,
+            Self::Config(_) => 500,
+            Self::ShuttingDown
+            | Self::Storage(_)
+            | Self::Corrupt(_)
+            | Self::AlreadyRunning(_)
+            | Self::Io { .. } => 503,
+        }
+    }
+
+    /// The error for the admin: storage details stay in the logs.
+    pub fn body(&self) -> ErrorBody {
+        let (code, message, step) = match self {
+            Self::Invalid { code, message } => (*code, message.clone(), None),
+            Self::UnknownEventType(t) => (
+                "unknown_event_type",
+                format!(
+                    "unknown event type {t:?}; known types: {}",
+                    crate::event_types::NAMES.join(", ")
+                ),
+                None,
+            ),
+            Self::Verification(f) => (
+                "verification_failed",
+                format!("verification failed ({}): {}", f.step.as_str(), f.message),
+                Some(f.step.as_str()),
+            ),
+            Self::NotFound { .. } => ("not_found", self.to_string(), None),
+            Self::Conflict { code, message } => (*code, message.clone(), None),
+            Self::IdempotencyConflict(_) => ("idempotency_conflict", self.to_string(), None),
+            Self::ShuttingDown => (
+                "shutting_down",
+                "the engine is shutting down; try again shortly".to_owned(),
+                None,
+            ),
+            Self::Storage(_) | Self::Corrupt(_) | Self::AlreadyRunning(_) | Self::Io { .. } => (
+                "storage_unavailable",
+                "storage is unavailable; nothing was stored, try again".to_owned(),
+                None,
+            ),
+            Self::Config(_) => ("internal", self.to_string(), None),
+        };
+        ErrorBody {
+            code,
+            message,
+            step,
+        }
+    }
+}

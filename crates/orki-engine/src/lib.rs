@@ -12,6 +12,7 @@
 //!   [`EngineHandle`] is the one API both the HTTP layer and the desktop shell call.
 //! - [`api`]: the axum router: ingest (`POST /v1/events`) and the admin API, mapping
 //!   errors to the JSON error shape in one place.
+//! - [`query`]: parsing log queries and replays (shared by HTTP and the window).
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
 //!   deliveries, the due queue and the attempt log. Every business operation is one
@@ -27,6 +28,7 @@
 //! - [`settings`]: run-time settings persisted in redb (`/v1/settings`).
 //! - [`event_types`]: the catalogue of event types with their sample payloads.
 //! - [`telemetry`]: tracing to stderr and daily rolling files.
+//! - [`ui`]: the admin UI's files, embedded, served at `/` in headless mode.
 //! - [`error`]: the crate's error type.
 
 pub mod api;
@@ -41,6 +43,7 @@ pub mod ids;
 pub mod model;
 pub mod openapi;
 pub mod outbound;
+pub mod query;
 pub mod retention;
 pub mod retry;
 pub mod secret;
@@ -49,10 +52,11 @@ pub mod signing;
 pub mod store;
 pub mod tables;
 pub mod telemetry;
+pub mod ui;
 
 pub use config::Config;
 pub use engine::{Engine, EngineEvent, EngineHandle};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorBody, Result};
 pub use secret::Secret;
 pub use store::Store;
 

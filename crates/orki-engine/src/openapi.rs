@@ -75,17 +75,6 @@ pub struct ReplayRequest {
     pub dry_run: Option<bool>,
 }
 
-/// The answer of a replay or its dry run.
-#[derive(Serialize, ToSchema)]
-pub struct ReplayResult {
-    /// Whether this was a dry run.
-    pub dry_run: bool,
-    /// Deliveries replayed (or that would be).
-    pub count: u64,
-    /// Time between two replayed deliveries.
-    pub pace_ms: u64,
-}
-
 /// `PATCH /v1/settings`: any of these; every value is validated before any is saved.
 #[derive(Serialize, ToSchema)]
 pub struct SettingsPatch {
@@ -144,7 +133,7 @@ impl Modify for Security {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, HealthBody, WebhookList, IngestRequest, TestRequest,
-        ReplayRequest, ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
+        ReplayRequest, crate::engine::ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
         DeliveryRecord, EventType, NewWebhook, WebhookPatch, SettingsView, Webhook
     )),
     modifiers(&Security)

@@ -1,0 +1,81 @@
+// The desktop binary in a real window (under Xvfb), driven over WebDriver by
+// tauri-driver: the window shows the UI, and the engine inside it answers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const app = process.env.ORKI_DESKTOP_BIN || join(root, 'target', 'debug', 'orki-webhooks');
+const DRIVER = 'http://127.0.0.1:4444';
+
+async function wd(method, path, body) {
+  const r = await fetch(DRIVER + path, {
+    method,
+    headers: { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(data)}`);
+  return data.value;
+}
+
+async function until(what, fn, ms = 30000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test('the desktop window loads the UI and its engine answers', async () => {
+  assert.ok(existsSync(app), `${app} is built`);
+  const home = mkdtempSync(join(tmpdir(), 'orki-desktop-'));
+  const driver = spawn('tauri-driver', ['--port', '4444'], {
+    env: { ...process.env, XDG_DATA_HOME: join(home, 'data'), XDG_CONFIG_HOME: join(home, 'config'), XDG_CACHE_HOME: join(home, 'cache') },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    await until('tauri-driver', async () => (await fetch(DRIVER + '/status')).ok);
+    const session = await wd('POST', '/session', {
+      capabilities: { alwaysMatch: { 'tauri:options': { application: app } } },
+    });
+    const id = session.sessionId;
+    const run = (script) => wd('POST', `/session/${id}/execute/sync`, { script, args: [] });
+    try {
+      await until('the UI to be ready', async () => (await run("return document.body.dataset.ready || ''")) === 'true');
+      const listener = await run("return document.getElementById('listener').textContent");
+      const m = listener.match(/Listening on (127\.0\.0\.1:\d+)/);
+      assert.ok(m, `the window shows the listener: ${listener}`);
+      const health = await (await fetch(`http://${m[1]}/v1/health`)).json();
+      assert.equal(health.status, 'ok', 'the in-process engine answers');
+      assert.equal(await run("return document.querySelector('h2')?.textContent || ''"), 'Send your first webhook in three steps');
+
+      // The delivery log goes through the Tauri commands (no HTTP token in the window).
+      await run("location.hash = '#/log'; return true");
+      await until('the delivery log', async () => (await run("return document.querySelector('.empty-log:not([hidden])')?.textContent || ''")).includes('No deliveries yet'));
+      await run("location.hash = '#/settings'; return true");
+      const address = await until('settings', () => run("return document.getElementById('listen-address')?.textContent || ''"));
+      assert.equal(address, `http://${m[1]}`);
+      if (process.env.ORKI_SCREENSHOTS) {
+        await run("location.hash = '#/webhooks'; return true");
+        await until('webhooks page', () => run("return document.querySelector('.steps') ? 'yes' : ''"));
+        const png = await wd('GET', `/session/${id}/screenshot`);
+        writeFileSync(join(root, 'docs', 'screenshots', 'desktop-window.png'), Buffer.from(png, 'base64'));
+      }
+    } finally {
+      await wd('DELETE', `/session/${id}`).catch(() => {});
+    }
+  } finally {
+    driver.kill();
+  }
+});
