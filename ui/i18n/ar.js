@@ -110,7 +110,7 @@ export default {
   'settings.listener': 'المستمع المحلي',
   'settings.address': 'العنوان',
   'settings.port': 'المنفذ (يُطبق بعد إعادة التشغيل)',
-  'settings.restart': 'أعد تشغيل التطبيق للاستماع على المنفذ {port}.',
+  'settings.restart': 'يستمع الآن على المنفذ {current}؛ يُطبق المنفذ {port} عند التشغيل التالي.',
   'settings.ingestKey': 'مفتاح الإدخال',
   'settings.ingestHint': 'ترسله أدواتك كـ "Authorization: Bearer …" عند إرسال الأحداث.',
   'settings.regenerate': 'توليد مفتاح جديد',

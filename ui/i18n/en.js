@@ -110,7 +110,7 @@ export default {
   'settings.listener': 'Local listener',
   'settings.address': 'Address',
   'settings.port': 'Port (applies after a restart)',
-  'settings.restart': 'Restart the app to listen on port {port}.',
+  'settings.restart': 'Listening on port {current} now; port {port} applies at the next start.',
   'settings.ingestKey': 'Ingest key',
   'settings.ingestHint': 'Your tools send it as "Authorization: Bearer …" when they post events.',
   'settings.regenerate': 'Regenerate',

@@ -22,7 +22,7 @@ export function toast(message, kind = 'info') {
   const box = document.getElementById('toasts');
   const el = h('div', { class: `toast ${kind}` }, message);
   box.append(el);
-  setTimeout(() => el.remove(), 5000);
+  setTimeout(() => el.remove(), 3500);
 }
 
 export async function copy(text) {

@@ -101,9 +101,12 @@ export async function renderLog(root) {
     if (loading) return;
     loading = true;
     try {
-      if (reset) { cursor = null; tbody.replaceChildren(); }
-      const page = await api.listAttempts({ ...params(), limit: 50, cursor: cursor || '' });
-      for (const a of page.items) tbody.append(row(a));
+      const page = await api.listAttempts({ ...params(), limit: 50, cursor: reset ? '' : cursor || '' });
+      // Cleared only now, so rows that arrived live meanwhile are not shown twice.
+      if (reset) tbody.replaceChildren();
+      for (const a of page.items) {
+        if (!tbody.querySelector(`[data-id="${a.id}"]`)) tbody.append(row(a));
+      }
       cursor = page.next_cursor;
       more.hidden = !cursor;
       const none = tbody.children.length === 0;

@@ -53,7 +53,7 @@ export async function renderSettings(root) {
     field('set-threshold', t('settings.threshold'), threshold),
     field('set-retention', t('settings.retention'), retention),
     field('set-maxdb', t('settings.maxDb'), maxDb),
-    field('set-port', t('settings.port'), port, s.restart_required ? t('settings.restart', { port: s.listen_port }) : null),
+    field('set-port', t('settings.port'), port, s.restart_required ? t('settings.restart', { port: s.listen_port, current: s.listen_address.split(':').pop() }) : null),
     h('label', { class: 'check' }, allowHttp, h('span', {}, t('settings.allowHttp'))),
     status,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'save-settings' }, t('common.save'))));
