@@ -2,8 +2,8 @@
 // tauri-driver: the window shows the UI, and the engine inside it answers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,20 @@ async function wd(method, path, body) {
   return data.value;
 }
 
+/** X11 windows titled "Orki Webhooks" (narrowed by extra xdotool options). */
+function windows(extra) {
+  try {
+    return execFileSync('xdotool', ['search', '--all', ...extra, '--name', '^Orki Webhooks$'], { encoding: 'utf8' })
+      .split('\n').filter(Boolean);
+  } catch {
+    return []; // xdotool exits 1 when nothing matches
+  }
+}
+
+function closeWindows(ids) {
+  execFileSync('python3', [join(root, 'tests', 'desktop', 'close-window.py'), ...ids]);
+}
+
 async function until(what, fn, ms = 30000) {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -40,10 +54,10 @@ async function until(what, fn, ms = 30000) {
 test('the desktop window loads the UI and its engine answers', async () => {
   assert.ok(existsSync(app), `${app} is built`);
   const home = mkdtempSync(join(tmpdir(), 'orki-desktop-'));
-  const driver = spawn('tauri-driver', ['--port', '4444'], {
-    env: { ...process.env, XDG_DATA_HOME: join(home, 'data'), XDG_CONFIG_HOME: join(home, 'config'), XDG_CACHE_HOME: join(home, 'cache') },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const driverEnv = { ...process.env, XDG_DATA_HOME: join(home, 'data'), XDG_CONFIG_HOME: join(home, 'config'), XDG_CACHE_HOME: join(home, 'cache') };
+  const logs = join(home, 'data', 'com.orki.webhooks', 'logs');
+  const logText = () => (existsSync(logs) ? readdirSync(logs).map((f) => readFileSync(join(logs, f), 'utf8')).join('') : '');
+  const driver = spawn('tauri-driver', ['--port', '4444'], { env: driverEnv, stdio: ['ignore', 'inherit', 'inherit'] });
   try {
     await until('tauri-driver', async () => (await fetch(DRIVER + '/status')).ok);
     const session = await wd('POST', '/session', {
@@ -78,4 +92,23 @@ test('the desktop window loads the UI and its engine answers', async () => {
   } finally {
     driver.kill();
   }
+
+  // Without WebDriver (which ends the app by killing it): a second instance says
+  // the app is already running, and closing the window, as a window manager does,
+  // stops the engine cleanly.
+  const started = () => logText().split('engine started').length - 1;
+  const before = started();
+  const first = spawn(app, [], { env: driverEnv, stdio: 'ignore' });
+  const firstExit = new Promise((r) => first.on('exit', r));
+  await until('the app to start', () => started() > before && windows(['--pid', String(first.pid)]).length > 0);
+  const second = spawn(app, [], { env: driverEnv, stdio: 'ignore' });
+  const secondExit = new Promise((r) => second.on('exit', r));
+  await until('the second instance to refuse', () => logText().includes('already running'));
+  await until('its window', () => windows(['--pid', String(second.pid)]).length > 0);
+  closeWindows(windows(['--pid', String(second.pid)]));
+  await secondExit;
+  assert.ok(!logText().includes('engine stopped'), 'the first engine still runs');
+  closeWindows(windows(['--pid', String(first.pid)]));
+  await until('the engine to stop', () => logText().includes('engine stopped'), 15000);
+  await firstExit;
 });
