@@ -11,6 +11,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::Store;
 use crate::engine::{EngineEvent, EngineHandle, redacted};
 use crate::ids::{AttemptId, DeliveryId, WebhookId};
 use crate::model::{
@@ -169,7 +170,9 @@ async fn attempt(engine: &EngineHandle, job: DueJob) {
     let threshold = engine.threshold();
     let saved = record.clone();
     match engine
-        .blocking(move |s| s.record_attempt(&saved, next_due_ms, threshold))
+        .inner
+        .writes
+        .run(move |txn| Store::record_attempt_in(txn, &saved, next_due_ms, threshold))
         .await
     {
         Ok(health) => {

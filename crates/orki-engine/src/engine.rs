@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::{Host, Url};
 
+use crate::commit::GroupCommit;
 use crate::event_types::{self, EventType};
 use crate::handshake;
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
@@ -139,6 +140,7 @@ pub struct EngineHandle {
 pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) store: Store,
+    pub(crate) writes: GroupCommit,
     pub(crate) outbound: Outbound,
     credentials: RwLock<Credentials>,
     settings: RwLock<Settings>,
@@ -200,9 +202,11 @@ impl Engine {
             settings.warning_threshold = t;
         }
         let (events, _) = broadcast::channel(1024);
+        let writes = GroupCommit::start(store.clone())?;
         let handle = EngineHandle {
             inner: Arc::new(Inner {
                 config,
+                writes,
                 store,
                 outbound,
                 credentials: RwLock::new(credentials),
@@ -250,6 +254,9 @@ impl Engine {
     pub async fn wait(self) {
         self.tasks.close();
         self.tasks.wait().await;
+        // After the last attempt was recorded: commit what is queued, release the file.
+        let inner = self.handle.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.writes.close()).await;
         tracing::info!("engine stopped");
     }
 }
@@ -504,8 +511,11 @@ impl EngineHandle {
             return Err(Error::UnknownEventType(event_type));
         }
         let accepted = self
-            .blocking(move |s| {
-                s.ingest(
+            .inner
+            .writes
+            .run(move |txn| {
+                Store::ingest_in(
+                    txn,
                     NewEvent {
                         event_type: &event_type,
                         data_json: &data_json,

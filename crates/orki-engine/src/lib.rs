@@ -17,6 +17,7 @@
 //! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
 //!   deliveries, the due queue and the attempt log. Every business operation is one
 //!   write transaction.
+//! - [`commit`]: group commit, many writes in one durable transaction.
 //! - [`model`]: records as stored and as shown; [`ids`]: typed, time-ordered ids.
 //! - [`delivery`]: the scheduler that reads the due queue and runs attempts with bounded
 //!   concurrency, overall and per webhook.
@@ -33,6 +34,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod commit;
 pub mod config;
 pub mod delivery;
 pub mod engine;

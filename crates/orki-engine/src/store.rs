@@ -145,7 +145,7 @@ impl Store {
         &self.path
     }
 
-    fn write(&self) -> Result<WriteTransaction> {
+    pub(crate) fn write(&self) -> Result<WriteTransaction> {
         Ok(self.db.begin_write()?)
     }
 
@@ -285,6 +285,18 @@ impl Store {
     /// seen, returns the first result (or a conflict when the body differs).
     pub fn ingest(&self, new: NewEvent<'_>, now: DateTime<Utc>) -> Result<Accepted> {
         let txn = self.write()?;
+        let accepted = Self::ingest_in(&txn, new, now)?;
+        txn.commit()?;
+        Ok(accepted)
+    }
+
+    /// [`Store::ingest`] inside a caller's transaction (group commit): an error
+    /// means nothing was written.
+    pub fn ingest_in(
+        txn: &WriteTransaction,
+        new: NewEvent<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted> {
         let accepted = {
             let mut idem = txn.open_table(IDEMPOTENCY)?;
             if let Some((key, body_sha)) = &new.idempotency
@@ -355,7 +367,6 @@ impl Store {
                 replayed: false,
             }
         };
-        txn.commit()?;
         Ok(accepted)
     }
 
@@ -472,9 +483,21 @@ impl Store {
         next_due_ms: Option<u64>,
         warning_threshold: u32,
     ) -> Result<Option<Health>> {
-        let a = &record.attempt;
         let txn = self.write()?;
-        insert_attempt(&txn, record)?;
+        let health = Self::record_attempt_in(&txn, record, next_due_ms, warning_threshold)?;
+        txn.commit()?;
+        Ok(health)
+    }
+
+    /// [`Store::record_attempt`] inside a caller's transaction (group commit).
+    pub fn record_attempt_in(
+        txn: &WriteTransaction,
+        record: &AttemptRecord,
+        next_due_ms: Option<u64>,
+        warning_threshold: u32,
+    ) -> Result<Option<Health>> {
+        let a = &record.attempt;
+        insert_attempt(txn, record)?;
         {
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let mut due = txn.open_table(DUE)?;
@@ -527,7 +550,6 @@ impl Store {
                 None => None,
             }
         };
-        txn.commit()?;
         Ok(health)
     }
 
