@@ -432,15 +432,17 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /v1/webhooks/{id}/test`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TestRequest {
-    event_type: String,
+pub struct TestRequest {
+    /// The type whose sample is sent.
+    pub event_type: String,
 }
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
-    request_body = crate::openapi::TestRequest,
+    request_body = crate::api::TestRequest,
     responses((status = 200, description = "Sent at once; the attempt, recorded with test: true", body = crate::model::AttemptDetail),
         (status = 400, description = "Unknown event type", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
@@ -476,7 +478,7 @@ async fn redeliver(
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
-    request_body = crate::openapi::ReplayRequest,
+    request_body = crate::query::ReplayRequest,
     responses((status = 200, description = "Dry run: how many would be sent", body = crate::engine::ReplayResult),
         (status = 202, description = "Replayed, paced", body = crate::engine::ReplayResult),
         (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody),
@@ -563,8 +565,11 @@ async fn stream(
         (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn list_attempts(
     State(engine): State<EngineHandle>,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
+    // An unreadable query string gets the same JSON error as a bad filter.
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let query = AttemptQuery::parse(&query)?;
     Ok(Json(engine.list_attempts(query).await?).into_response())
 }

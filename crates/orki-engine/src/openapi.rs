@@ -55,26 +55,6 @@ pub struct IngestRequest {
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `POST /v1/webhooks/{id}/test`.
-#[derive(Serialize, ToSchema)]
-pub struct TestRequest {
-    /// The type whose sample is sent.
-    pub event_type: String,
-}
-
-/// `POST /v1/webhooks/{id}/replay`: all fields optional.
-#[derive(Serialize, ToSchema)]
-pub struct ReplayRequest {
-    /// Only deliveries of this event type.
-    pub event_type: Option<String>,
-    /// Only deliveries created at or after this time (RFC 3339).
-    pub from: Option<String>,
-    /// Only deliveries created at or before this time (RFC 3339).
-    pub to: Option<String>,
-    /// Count only; send nothing.
-    pub dry_run: Option<bool>,
-}
-
 /// `PATCH /v1/settings`: any of these; every value is validated before any is saved.
 #[derive(Serialize, ToSchema)]
 pub struct SettingsPatch {
@@ -132,8 +112,8 @@ impl Modify for Security {
         crate::api::stream,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, HealthBody, WebhookList, IngestRequest, TestRequest,
-        ReplayRequest, crate::engine::ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
+        ErrorBody, ErrorDetail, HealthBody, WebhookList, IngestRequest, crate::api::TestRequest,
+        crate::query::ReplayRequest, crate::engine::ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
         DeliveryRecord, EventType, NewWebhook, WebhookPatch, SettingsView, Webhook
     )),
     modifiers(&Security)

@@ -122,7 +122,7 @@ impl AttemptQuery {
 }
 
 /// A bulk replay of a webhook's given-up deliveries; all fields optional.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// Only this event type.

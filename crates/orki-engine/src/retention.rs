@@ -88,11 +88,14 @@ async fn prune_older_than(engine: &EngineHandle, cutoff: u64) -> Result<(u64, u6
         after = next;
         tokio::task::yield_now().await;
     }
+    // Read once per pass, not once per batch: events with a delivery still queued.
+    let keep = std::sync::Arc::new(engine.blocking(|s| s.pending_event_ids()).await?);
     let mut events = 0;
     let mut after = Some(0u128);
     while let Some(start) = after.filter(|_| !cancel.is_cancelled()) {
+        let keep = keep.clone();
         let (n, next) = engine
-            .blocking(move |s| s.prune_events(cutoff, BATCH, start))
+            .blocking(move |s| s.prune_events(cutoff, BATCH, start, &keep))
             .await?;
         events += n;
         after = next;

@@ -814,27 +814,35 @@ impl Store {
         Ok(result)
     }
 
+    /// The events that still have a delivery in the due queue (they are kept by
+    /// retention however old they are).
+    pub fn pending_event_ids(&self) -> Result<HashSet<u128>> {
+        let txn = self.read()?;
+        let due = txn.open_table(DUE)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let mut keep = HashSet::new();
+        for entry in due.iter()? {
+            let (k, _) = entry?;
+            if let Some(v) = deliveries.get(k.value().1)? {
+                keep.insert(decode::<DeliveryRecord>(v.value(), "delivery")?.event_id.0);
+            }
+        }
+        Ok(keep)
+    }
+
     /// Removes events older than `cutoff_ms` (and their idempotency keys), scanning
-    /// up to `batch` of them after `after`, in one transaction; an event with a
-    /// delivery still pending stays. Returns `(removed, next start)`.
+    /// up to `batch` of them after `after`, in one transaction; events in `keep`
+    /// (see [`Store::pending_event_ids`]) stay. Returns `(removed, next start)`.
     pub fn prune_events(
         &self,
         cutoff_ms: u64,
         batch: usize,
         after: u128,
+        keep: &HashSet<u128>,
     ) -> Result<(u64, Option<u128>)> {
         let txn = self.write()?;
         let result = {
             let cutoff = EventId::floor_at(cutoff_ms).0;
-            let due = txn.open_table(DUE)?;
-            let deliveries = txn.open_table(DELIVERIES)?;
-            let mut keep = HashSet::new();
-            for entry in due.iter()? {
-                let (k, _) = entry?;
-                if let Some(v) = deliveries.get(k.value().1)? {
-                    keep.insert(decode::<DeliveryRecord>(v.value(), "delivery")?.event_id.0);
-                }
-            }
             let mut events = txn.open_table(EVENTS)?;
             let mut idem = txn.open_table(IDEMPOTENCY)?;
             let mut doomed = Vec::new();
