@@ -340,7 +340,12 @@ async fn main() {
         ("1 webhook, 500/s offered".into(), 1, 256, Some(500)),
         ("1 webhook, 2000/s offered".into(), 1, 256, Some(2000)),
     ];
+    // ORKI_BENCH_ONLY=<text> runs only the scenarios whose name contains it.
+    let only = std::env::var("ORKI_BENCH_ONLY").unwrap_or_default();
     for (name, webhooks, concurrency, rate) in scenarios {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let r = scenario(&ca, &name, webhooks, concurrency, rate, secs).await;
         println!(
             "| {} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB | {} |",

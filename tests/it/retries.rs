@@ -241,3 +241,61 @@ async fn pending_retries_survive_a_restart() {
     assert_eq!(again.answered, 200);
     assert_eq!(again.json()["id"], accepted["id"]);
 }
+
+#[tokio::test]
+async fn a_backlog_larger_than_the_memory_queue_is_delivered_once_each() {
+    // Only 4 due entries fit in memory: the rest of the backlog waits in the
+    // database and is read back as the queue drains.
+    let ca = TestCa::new("Orki Test CA");
+    let rx = Receiver::start(&ca).await;
+    let engine = TestEngine::start(&ca, |c| {
+        c.queue_memory_limit = 4;
+        c.max_in_flight_per_webhook = 2;
+        c.retry = Some(crate::support::retries(vec![Duration::from_millis(300); 8]));
+    })
+    .await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+    let mut posted = std::collections::HashSet::new();
+    for n in 0..30 {
+        let accepted: Value = engine
+            .post_event("message.created", json!({ "n": n }))
+            .await
+            .json()
+            .await
+            .expect("json");
+        posted.insert(accepted["id"].as_str().expect("id").to_owned());
+    }
+    // Some attempts fail while the backlog builds; then the endpoint recovers.
+    for _ in 0..6 {
+        engine.next_attempt(&mut events, wh_id, WAIT).await;
+    }
+    rx.set_post(PostMode::default());
+
+    let mut delivered = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while delivered.len() < posted.len() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let got = rx.next(left).await;
+        assert!(got.signature_ok);
+        if got.answered == 200 {
+            let id = got.json()["id"].as_str().expect("id").to_owned();
+            assert!(delivered.insert(id.clone()), "{id} was delivered twice");
+        }
+    }
+    assert_eq!(delivered, posted);
+    // Nothing is left queued, and no later copy arrives.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while engine.handle.pending_deliveries().await.expect("count") > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the queue drains");
+        engine.next_attempt(&mut events, wh_id, WAIT).await;
+    }
+    while let Some(extra) = rx.try_next().await {
+        assert_ne!(extra.answered, 200, "a success arrived twice");
+    }
+}

@@ -36,6 +36,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Attempts in flight at once to one webhook.
     pub max_in_flight_per_webhook: usize,
+    /// Most due-queue entries kept in memory; past it the scheduler reads the
+    /// earliest ones from the database again as it goes.
+    pub queue_memory_limit: usize,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             request_timeout: Duration::from_secs(5),
             max_in_flight: 64,
             max_in_flight_per_webhook: 8,
+            queue_memory_limit: 100_000,
         }
     }
 
@@ -87,6 +91,9 @@ impl Config {
         }
         if self.max_in_flight == 0 || self.max_in_flight_per_webhook == 0 {
             return bad("concurrency limits must be at least 1".into());
+        }
+        if self.queue_memory_limit == 0 {
+            return bad("the in-memory queue limit must be at least 1".into());
         }
         for key in [&self.ingest_key, &self.admin_token].into_iter().flatten() {
             if key.expose().trim().len() < 8 {

@@ -1,10 +1,10 @@
-//! The delivery scheduler: reads the due queue, runs attempts with bounded
-//! concurrency (overall and per webhook, so a slow endpoint never holds up the
-//! others), records each attempt and schedules the retry, all in one
-//! transaction per attempt.
+//! The delivery scheduler: takes due deliveries from the in-memory queue (see
+//! [`crate::queue`]) within the concurrency limits (overall and per webhook, so
+//! a slow endpoint never holds up the others), makes each attempt, and records
+//! it with the next step of its delivery through the group commit.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,105 +13,51 @@ use tokio_util::task::TaskTracker;
 
 use crate::Store;
 use crate::engine::{EngineEvent, EngineHandle, redacted};
-use crate::ids::{AttemptId, DeliveryId, WebhookId};
+use crate::ids::{AttemptId, DeliveryId};
 use crate::model::{
-    Attempt, AttemptRecord, ErrorClass, EventRecord, RequestRecord, ResponseRecord, WebhookRecord,
+    Attempt, AttemptRecord, DeliveryState, ErrorClass, EventRecord, RequestRecord, ResponseRecord,
+    WebhookRecord,
 };
 use crate::outbound::Outbound;
+use crate::queue::{QueuedJob, RELOAD_EVERY};
 use crate::retry::parse_retry_after;
 use crate::signing::{SIGNATURE_HEADER, signature};
-use crate::store::{DueJob, unix_ms};
-
-/// Deliveries in flight, shared between the scheduler loop and attempt tasks.
-#[derive(Default)]
-struct InFlight {
-    deliveries: HashSet<DeliveryId>,
-    per_webhook: HashMap<WebhookId, usize>,
-}
-
-impl InFlight {
-    fn add(&mut self, job: &DueJob) {
-        self.deliveries.insert(job.delivery_id);
-        *self.per_webhook.entry(job.webhook_id).or_default() += 1;
-    }
-
-    fn remove(&mut self, job: &DueJob) {
-        self.deliveries.remove(&job.delivery_id);
-        if let Some(n) = self.per_webhook.get_mut(&job.webhook_id) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_webhook.remove(&job.webhook_id);
-            }
-        }
-    }
-}
+use crate::store::unix_ms;
 
 /// Runs until the engine's token is cancelled. Attempt tasks go on `tasks`, so
 /// shutdown waits for them.
 pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
-    let cfg = engine.config().clone();
     let cancel = engine.inner.cancel.clone();
-    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let queue = engine.inner.queue.clone();
     loop {
-        let (busy, per_webhook, running) = {
-            let f = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-            (
-                f.deliveries.clone(),
-                f.per_webhook.clone(),
-                f.deliveries.len(),
-            )
-        };
-        let free = cfg.max_in_flight.saturating_sub(running);
-        let mut next_due = None;
-        if free > 0 {
-            let per_limit = cfg.max_in_flight_per_webhook;
-            let now_ms = unix_ms(Utc::now());
-            let scanned = engine
-                .blocking(move |s| {
-                    let mut counts = per_webhook;
-                    s.scan_due(now_ms, free, |job| {
-                        let n = counts.entry(job.webhook_id).or_default();
-                        if busy.contains(&job.delivery_id) || *n >= per_limit {
-                            return true;
-                        }
-                        *n += 1;
-                        false
-                    })
-                })
-                .await;
-            match scanned {
-                Ok((jobs, next)) => {
-                    next_due = next;
-                    for job in jobs {
-                        in_flight
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .add(&job);
-                        let engine = engine.clone();
-                        let in_flight = in_flight.clone();
-                        tasks.spawn(async move {
-                            attempt(&engine, job).await;
-                            in_flight
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .remove(&job);
-                            engine.inner.wake.notify_one();
-                        });
-                    }
+        let now_ms = unix_ms(Utc::now());
+        if let Some(limit) = queue.reload_wanted(now_ms) {
+            match engine.blocking(move |s| s.due_entries(limit)).await {
+                Ok((entries, complete)) => {
+                    tracing::debug!(entries = entries.len(), complete, "due queue read");
+                    queue.reload(entries, complete);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "reading the due queue failed; retrying in 1 s");
-                    next_due = Some(unix_ms(Utc::now()) + 1000);
+                    tracing::error!(error = %e, "reading the due queue failed; trying again in 1 s")
                 }
             }
         }
-        let sleep_until = next_due.map(|due_ms| {
+        let (jobs, next_due) = queue.take(unix_ms(Utc::now()));
+        for job in jobs {
+            let engine = engine.clone();
+            tasks.spawn(async move { attempt(&engine, job).await });
+        }
+        let mut sleep_until = next_due.map(|due_ms| {
             let wait = due_ms.saturating_sub(unix_ms(Utc::now()));
             Instant::now() + Duration::from_millis(wait)
         });
+        if queue.spilled() {
+            let soon = Instant::now() + RELOAD_EVERY;
+            sleep_until = Some(sleep_until.map_or(soon, |t| t.min(soon)));
+        }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = engine.inner.wake.notified() => {}
+            _ = queue.changed() => {}
             _ = async {
                 match sleep_until {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -123,40 +69,23 @@ pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
     tracing::debug!("scheduler stopped; waiting for attempts in flight");
 }
 
+/// What one attempt sends: the event, the webhook, the attempt's number.
+type Prepared = (Arc<EventRecord>, Arc<WebhookRecord>, u32);
+
 /// Makes one attempt of a due delivery and records it.
-async fn attempt(engine: &EngineHandle, job: DueJob) {
+async fn attempt(engine: &EngineHandle, job: QueuedJob) {
+    let queue = &engine.inner.queue;
     let id = job.delivery_id;
-    let loaded = match engine.blocking(move |s| s.load_job(id)).await {
-        Ok(j) => j,
-        Err(e) => {
-            tracing::error!(delivery = %id, error = %e, "loading a delivery failed; it stays queued");
-            return;
-        }
-    };
-    let live = loaded
-        .as_ref()
-        .and_then(|j| j.webhook.as_ref().filter(|w| w.enabled).map(|w| (j, w)));
-    let Some((loaded_job, webhook)) = live else {
-        // Webhook deleted or disabled, or the event is gone: nothing to send.
-        let due_ms = job.due_ms;
-        if let Err(e) = engine
-            .blocking(move |s| s.cancel_delivery(id, due_ms))
-            .await
-        {
-            tracing::error!(delivery = %id, error = %e, "cancelling a delivery failed");
-        }
+    let Some((event, webhook, number)) = prepare(engine, &job).await else {
+        queue.request_done(job.webhook_id);
+        queue.recorded(id);
         return;
     };
-    let number = loaded_job.delivery.attempts + 1;
-    let (mut record, retry_after) = send(
-        &engine.inner.outbound,
-        webhook,
-        &loaded_job.event,
-        id,
-        number,
-        false,
-    )
-    .await;
+    let (mut record, retry_after) =
+        send(&engine.inner.outbound, &webhook, &event, id, number, false).await;
+    // The slot is free once the endpoint answered; the delivery itself stays
+    // taken until its attempt is recorded.
+    queue.request_done(job.webhook_id);
     let next_due_ms = if record.attempt.success {
         None
     } else {
@@ -169,13 +98,22 @@ async fn attempt(engine: &EngineHandle, job: DueJob) {
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
     let threshold = engine.threshold();
     let saved = record.clone();
-    match engine
+    let recorded = engine
         .inner
         .writes
         .run(move |txn| Store::record_attempt_in(txn, &saved, next_due_ms, threshold))
-        .await
-    {
+        .await;
+    queue.recorded(id);
+    match recorded {
         Ok(health) => {
+            if let Some(due_ms) = next_due_ms {
+                queue.push([QueuedJob {
+                    due_ms,
+                    delivery_id: id,
+                    webhook_id: job.webhook_id,
+                    fresh: None,
+                }]);
+            }
             let a = &record.attempt;
             tracing::info!(
                 delivery = %id,
@@ -197,8 +135,53 @@ async fn attempt(engine: &EngineHandle, job: DueJob) {
             }
         }
         Err(e) => {
-            // The delivery stays in the queue with its old due time and is tried again.
+            // The delivery stays in the table with its old due time; the next
+            // read of the table brings it back.
             tracing::error!(delivery = %id, error = %e, "recording an attempt failed");
+            queue.mark_spilled();
+        }
+    }
+}
+
+/// What the attempt of `job` sends, or `None` when there is nothing to send: a
+/// fresh delivery to a webhook known enabled goes at once; anything else is read
+/// from the store and must still be pending at the same due time (a stale copy
+/// is dropped). A delivery whose webhook is gone or disabled is cancelled.
+async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
+    let cached = engine.cached_webhook(job.webhook_id);
+    if let (Some(event), Some(webhook)) = (&job.fresh, &cached)
+        && webhook.enabled
+    {
+        return Some((event.clone(), webhook.clone(), 1));
+    }
+    let id = job.delivery_id;
+    let loaded = match engine.blocking(move |s| s.load_job(id)).await {
+        Ok(loaded) => loaded?,
+        Err(e) => {
+            tracing::error!(delivery = %id, error = %e, "loading a delivery failed; it stays queued");
+            engine.inner.queue.mark_spilled();
+            return None;
+        }
+    };
+    if loaded.delivery.state != DeliveryState::Pending || loaded.delivery.due_ms != Some(job.due_ms)
+    {
+        return None;
+    }
+    match loaded.webhook {
+        Some(webhook) if webhook.enabled => Some((
+            Arc::new(loaded.event),
+            Arc::new(webhook),
+            loaded.delivery.attempts + 1,
+        )),
+        _ => {
+            let due_ms = job.due_ms;
+            if let Err(e) = engine
+                .blocking(move |s| s.cancel_delivery(id, due_ms))
+                .await
+            {
+                tracing::error!(delivery = %id, error = %e, "cancelling a delivery failed");
+            }
+            None
         }
     }
 }

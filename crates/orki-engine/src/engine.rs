@@ -2,14 +2,14 @@
 //! delivery scheduler together; [`EngineHandle`] is the one API that the HTTP
 //! layer and the desktop shell both call.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::{Host, Url};
@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::outbound::Outbound;
 use crate::query::{AttemptQuery, ReplayRequest};
+use crate::queue::{Queue, QueuedJob};
 use crate::retry::RetryPolicy;
 use crate::settings::{Settings, format_duration};
 use crate::store::{Credentials, Health, NewEvent};
@@ -146,7 +147,10 @@ pub(crate) struct Inner {
     settings: RwLock<Settings>,
     jitter: f64,
     local_addr: SocketAddr,
-    pub(crate) wake: Notify,
+    /// The due queue in memory (the scheduler takes from it).
+    pub(crate) queue: Arc<Queue>,
+    /// The webhooks as stored, for sending without reading the store.
+    webhooks: RwLock<HashMap<WebhookId, Arc<WebhookRecord>>>,
     events: broadcast::Sender<EngineEvent>,
     pub(crate) cancel: CancellationToken,
 }
@@ -201,6 +205,17 @@ impl Engine {
         if let Some(t) = config.warning_threshold {
             settings.warning_threshold = t;
         }
+        let webhooks = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.list_webhooks())
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??
+        };
+        let queue = Arc::new(Queue::new(
+            config.max_in_flight,
+            config.max_in_flight_per_webhook,
+            config.queue_memory_limit,
+        ));
         let (events, _) = broadcast::channel(1024);
         let writes = GroupCommit::start(store.clone())?;
         let handle = EngineHandle {
@@ -213,7 +228,8 @@ impl Engine {
                 settings: RwLock::new(settings),
                 jitter,
                 local_addr,
-                wake: Notify::new(),
+                queue,
+                webhooks: RwLock::new(webhooks.into_iter().map(|w| (w.id, Arc::new(w))).collect()),
                 events,
                 cancel: cancel.clone(),
             }),
@@ -304,6 +320,29 @@ impl EngineHandle {
             .credentials
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A webhook as last stored, to send to (without reading the store).
+    pub(crate) fn cached_webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>> {
+        self.inner
+            .webhooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// Keeps the cache of webhooks in step with a commit: `Some` saved, `None` deleted.
+    fn cache_webhook(&self, id: WebhookId, record: Option<WebhookRecord>) {
+        let mut cache = self
+            .inner
+            .webhooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match record {
+            Some(r) => cache.insert(id, Arc::new(r)),
+            None => cache.remove(&id),
+        };
     }
 
     /// The known event types with descriptions and samples.
@@ -412,6 +451,7 @@ impl EngineHandle {
         };
         let saved = record.clone();
         self.blocking(move |s| s.insert_webhook(&saved)).await?;
+        self.cache_webhook(record.id, Some(record.clone()));
         tracing::info!(webhook = %record.id, url = %redacted(&url), "webhook registered");
         Ok(record.view(self.threshold(), true))
     }
@@ -472,6 +512,10 @@ impl EngineHandle {
                 })
             })
             .await?;
+        self.cache_webhook(id, Some(updated.clone()));
+        if !updated.enabled {
+            self.inner.queue.forget_webhook(id);
+        }
         tracing::info!(webhook = %id, "webhook updated");
         Ok(updated.view(self.threshold(), true))
     }
@@ -495,6 +539,8 @@ impl EngineHandle {
     /// Deletes a webhook and cancels its pending deliveries.
     pub async fn delete_webhook(&self, id: WebhookId) -> Result<()> {
         self.blocking(move |s| s.delete_webhook(id)).await?;
+        self.cache_webhook(id, None);
+        self.inner.queue.forget_webhook(id);
         tracing::info!(webhook = %id, "webhook deleted");
         Ok(())
     }
@@ -510,7 +556,7 @@ impl EngineHandle {
         if !event_types::is_known(&event_type) {
             return Err(Error::UnknownEventType(event_type));
         }
-        let accepted = self
+        let (accepted, jobs) = self
             .inner
             .writes
             .run(move |txn| {
@@ -525,9 +571,7 @@ impl EngineHandle {
                 )
             })
             .await?;
-        if accepted.deliveries > 0 && !accepted.replayed {
-            self.inner.wake.notify_one();
-        }
+        self.inner.queue.push(jobs);
         Ok(accepted)
     }
 
@@ -628,7 +672,12 @@ impl EngineHandle {
     pub async fn redeliver(&self, id: DeliveryId) -> Result<DeliveryRecord> {
         let now_ms = crate::store::unix_ms(Utc::now());
         let delivery = self.blocking(move |s| s.redeliver(id, now_ms)).await?;
-        self.inner.wake.notify_one();
+        self.inner.queue.push([QueuedJob {
+            due_ms: now_ms,
+            delivery_id: id,
+            webhook_id: delivery.webhook_id,
+            fresh: None,
+        }]);
         tracing::info!(delivery = %id, "redelivery queued");
         Ok(delivery)
     }
@@ -653,11 +702,19 @@ impl EngineHandle {
             });
         }
         let requeue = (!dry_run).then(|| (crate::store::unix_ms(Utc::now()), REPLAY_PACE_MS));
-        let count = self
+        let chosen = self
             .blocking(move |s| s.replay_failed(id, &filter, requeue))
             .await?;
+        let count = chosen.len() as u64;
         if !dry_run && count > 0 {
-            self.inner.wake.notify_one();
+            self.inner.queue.push(chosen.into_iter().filter_map(|d| {
+                Some(QueuedJob {
+                    due_ms: d.due_ms?,
+                    delivery_id: d.id,
+                    webhook_id: d.webhook_id,
+                    fresh: None,
+                })
+            }));
             tracing::info!(webhook = %id, count, "failed deliveries replayed");
         }
         Ok(ReplayResult {

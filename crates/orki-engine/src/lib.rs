@@ -46,6 +46,7 @@ pub mod model;
 pub mod openapi;
 pub mod outbound;
 pub mod query;
+pub mod queue;
 pub mod retention;
 pub mod retry;
 pub mod secret;

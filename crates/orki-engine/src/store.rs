@@ -21,6 +21,7 @@ use crate::model::{
     Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
     IdempotencyRecord, RequestView, WebhookRecord,
 };
+use crate::queue::{DueEntry, QueuedJob};
 use crate::settings::Settings;
 use crate::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
@@ -53,17 +54,6 @@ pub struct NewEvent<'a> {
     pub data_json: &'a str,
     /// `(Idempotency-Key, SHA-256 of the request body)`.
     pub idempotency: Option<(&'a str, String)>,
-}
-
-/// A due delivery picked from the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DueJob {
-    /// Its due-queue time (unix ms).
-    pub due_ms: u64,
-    /// The delivery.
-    pub delivery_id: DeliveryId,
-    /// Its webhook (for per-webhook concurrency limits).
-    pub webhook_id: WebhookId,
 }
 
 /// Everything needed to make one attempt.
@@ -285,18 +275,19 @@ impl Store {
     /// seen, returns the first result (or a conflict when the body differs).
     pub fn ingest(&self, new: NewEvent<'_>, now: DateTime<Utc>) -> Result<Accepted> {
         let txn = self.write()?;
-        let accepted = Self::ingest_in(&txn, new, now)?;
+        let (accepted, _) = Self::ingest_in(&txn, new, now)?;
         txn.commit()?;
         Ok(accepted)
     }
 
     /// [`Store::ingest`] inside a caller's transaction (group commit): an error
-    /// means nothing was written.
+    /// means nothing was written. Also returns the queued deliveries, with the
+    /// event, for the in-memory queue.
     pub fn ingest_in(
         txn: &WriteTransaction,
         new: NewEvent<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Accepted> {
+    ) -> Result<(Accepted, Vec<QueuedJob>)> {
         let accepted = {
             let mut idem = txn.open_table(IDEMPOTENCY)?;
             if let Some((key, body_sha)) = &new.idempotency
@@ -306,11 +297,12 @@ impl Store {
                 if &first.body_sha256 != body_sha {
                     return Err(Error::IdempotencyConflict((*key).to_owned()));
                 }
-                return Ok(Accepted {
+                let accepted = Accepted {
                     id: first.event_id,
                     deliveries: first.deliveries,
                     replayed: true,
-                });
+                };
+                return Ok((accepted, Vec::new()));
             }
             let event_id = EventId::generate();
             let created_at = now;
@@ -325,6 +317,8 @@ impl Store {
             };
             txn.open_table(EVENTS)?
                 .insert(event_id.0, encode(&event)?.as_slice())?;
+            let event = Arc::new(event);
+            let mut jobs = Vec::new();
 
             let webhooks = txn.open_table(WEBHOOKS)?;
             let mut deliveries = txn.open_table(DELIVERIES)?;
@@ -350,6 +344,12 @@ impl Store {
                 };
                 deliveries.insert(delivery.id.0, encode(&delivery)?.as_slice())?;
                 due.insert((due_ms, delivery.id.0), webhook.id.0)?;
+                jobs.push(QueuedJob {
+                    due_ms,
+                    delivery_id: delivery.id,
+                    webhook_id: webhook.id,
+                    fresh: Some(event.clone()),
+                });
                 count += 1;
             }
             if let Some((key, body_sha)) = new.idempotency {
@@ -361,11 +361,12 @@ impl Store {
                 };
                 idem.insert(key, encode(&record)?.as_slice())?;
             }
-            Accepted {
+            let accepted = Accepted {
                 id: event_id,
                 deliveries: count,
                 replayed: false,
-            }
+            };
+            (accepted, jobs)
         };
         Ok(accepted)
     }
@@ -382,43 +383,20 @@ impl Store {
 
     // ----- the due queue -----
 
-    /// Due deliveries (due at or before `now_ms`), oldest first, at most `limit`,
-    /// leaving out those `skip` refuses (already in flight, webhook at its limit).
-    /// Also returns when the queue next needs a look: the first later due time.
-    pub fn scan_due(
-        &self,
-        now_ms: u64,
-        limit: usize,
-        mut skip: impl FnMut(&DueJob) -> bool,
-    ) -> Result<(Vec<DueJob>, Option<u64>)> {
-        // Bounds the work of one scan when many due jobs are skipped.
-        const MAX_SCANNED: usize = 20_000;
+    /// The earliest `limit` entries of the due queue, and whether that was all.
+    pub fn due_entries(&self, limit: usize) -> Result<(Vec<DueEntry>, bool)> {
         let txn = self.read()?;
         let due = txn.open_table(DUE)?;
-        let mut jobs = Vec::new();
-        for (scanned, entry) in due.iter()?.enumerate() {
+        let mut out = Vec::with_capacity(limit.min(100_000));
+        for entry in due.iter()? {
+            if out.len() >= limit {
+                return Ok((out, false));
+            }
             let (k, v) = entry?;
             let (due_ms, delivery) = k.value();
-            if due_ms > now_ms {
-                return Ok((jobs, Some(due_ms)));
-            }
-            if scanned >= MAX_SCANNED {
-                return Ok((jobs, Some(now_ms + 50)));
-            }
-            let job = DueJob {
-                due_ms,
-                delivery_id: DeliveryId(delivery),
-                webhook_id: WebhookId(v.value()),
-            };
-            if skip(&job) {
-                continue;
-            }
-            jobs.push(job);
-            if jobs.len() >= limit {
-                break;
-            }
+            out.push((due_ms, DeliveryId(delivery), WebhookId(v.value())));
         }
-        Ok((jobs, None))
+        Ok((out, true))
     }
 
     /// The delivery, its event and its webhook.
@@ -505,7 +483,9 @@ impl Store {
                 .get(a.delivery_id.0)?
                 .map(|v| decode(v.value(), "delivery"))
                 .transpose()?;
-            if let Some(mut delivery) = found {
+            // A delivery cancelled during its attempt (webhook disabled or deleted)
+            // stays cancelled; the attempt is still logged.
+            if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
                 if let Some(old) = delivery.due_ms.take() {
                     due.remove((old, delivery.id.0))?;
                 }
@@ -707,9 +687,9 @@ impl Store {
         webhook: WebhookId,
         filter: &AttemptFilter,
         requeue: Option<(u64, u64)>,
-    ) -> Result<u64> {
+    ) -> Result<Vec<DeliveryRecord>> {
         let txn = self.write()?;
-        let count = {
+        let chosen = {
             let lo = filter.from_ms.map_or(0, |ms| DeliveryId::floor_at(ms).0);
             let hi = filter
                 .to_ms
@@ -736,17 +716,17 @@ impl Store {
             }
             drop(failed);
             if let Some((start_ms, pace_ms)) = requeue {
-                for (i, mut d) in chosen.iter().cloned().enumerate() {
-                    requeue_at(&txn, &mut d, start_ms + i as u64 * pace_ms)?;
-                    deliveries.insert(d.id.0, encode(&d)?.as_slice())?;
+                for (i, d) in chosen.iter_mut().enumerate() {
+                    requeue_at(&txn, d, start_ms + i as u64 * pace_ms)?;
+                    deliveries.insert(d.id.0, encode(&*d)?.as_slice())?;
                 }
             }
-            chosen.len() as u64
+            chosen
         };
         if requeue.is_some() {
             txn.commit()?;
         }
-        Ok(count)
+        Ok(chosen)
     }
 
     /// Removes up to `batch` attempts older than `cutoff_ms` (all of them when
