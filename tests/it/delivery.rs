@@ -324,3 +324,30 @@ async fn the_log_pages_newest_first_without_gaps_or_repeats() {
     sorted.reverse();
     assert_eq!(seen, sorted, "newest first, no repeats");
 }
+
+#[tokio::test]
+async fn the_webhook_shows_its_latest_attempt_after_each_success() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |_| {}).await;
+    let rx = Receiver::start(&ca).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    let path = format!("/v1/webhooks/{wh_id}");
+    let mut events = engine.handle.subscribe();
+    let mut seen = Vec::new();
+    for n in 0..3 {
+        engine
+            .post_event("message.created", json!({ "n": n }))
+            .await;
+        let attempt = engine.next_attempt(&mut events, wh_id, WAIT).await;
+        assert_eq!(attempt["success"], true);
+        let webhook = engine.get_json(&path).await;
+        assert_eq!(webhook["last_attempt_at"], attempt["timestamp"]);
+        assert_eq!(webhook["last_status_code"], 200);
+        assert_eq!(webhook["consecutive_failures"], 0);
+        let listed = engine.get_json("/v1/webhooks").await;
+        assert_eq!(listed["items"][0]["last_attempt_at"], attempt["timestamp"]);
+        seen.push(attempt["timestamp"].as_str().expect("time").to_owned());
+    }
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+}

@@ -9,16 +9,16 @@
 
 use std::sync::{Mutex, mpsc};
 
-use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
+use crate::store::HotTables;
 use crate::{Error, Result, Store};
 
 /// Most operations in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Apply = Box<dyn FnOnce(&WriteTransaction) -> Finish + Send>;
+type Apply = Box<dyn for<'t> FnOnce(&mut HotTables<'t>) -> Finish + Send>;
 
 enum Msg {
     Op(Apply),
@@ -67,11 +67,11 @@ impl GroupCommit {
     /// Runs `op` in the next batch; resolves after its commit.
     pub async fn run<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+        op: impl for<'t> FnOnce(&mut HotTables<'t>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (done, answer) = oneshot::channel();
-        let apply: Apply = Box::new(move |txn| {
-            let result = op(txn);
+        let apply: Apply = Box::new(move |tables| {
+            let result = op(tables);
             Box::new(move |commit: Result<(), String>| {
                 let _ = done.send(match (result, commit) {
                     (Err(e), _) => Err(e),
@@ -116,8 +116,25 @@ fn writer(store: Store, rx: &mpsc::Receiver<Msg>) {
                 continue;
             }
         };
-        let finishers: Vec<Finish> = batch.into_iter().map(|op| op(&txn)).collect();
+        let started = std::time::Instant::now();
+        let n = batch.len();
+        let mut tables = match HotTables::open(&txn) {
+            Ok(tables) => tables,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the tables of a write transaction");
+                continue;
+            }
+        };
+        let finishers: Vec<Finish> = batch.into_iter().map(|op| op(&mut tables)).collect();
+        drop(tables);
+        let applied = std::time::Instant::now();
         let committed = txn.commit().map_err(|e| e.to_string());
+        tracing::trace!(
+            ops = n,
+            apply_us = (applied - started).as_micros() as u64,
+            commit_us = applied.elapsed().as_micros() as u64,
+            "group commit"
+        );
         if let Err(e) = &committed {
             tracing::error!(error = %e, "a group commit failed; its operations are answered with 503");
         }

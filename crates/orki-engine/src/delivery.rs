@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::Store;
+use crate::codec::encode;
 use crate::engine::{EngineEvent, EngineHandle, redacted};
 use crate::ids::{AttemptId, DeliveryId};
 use crate::model::{
@@ -97,15 +98,29 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
     record.attempt.next_retry_at =
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
     let threshold = engine.threshold();
-    let saved = record.clone();
-    let recorded = engine
-        .inner
-        .writes
-        .run(move |txn| Store::record_attempt_in(txn, &saved, next_due_ms, threshold))
-        .await;
+    // Encoded here, on the async threads, so the one writer thread only writes.
+    let recorded = match encode(&record) {
+        Ok(encoded) => {
+            engine
+                .inner
+                .writes
+                .run(move |tables| {
+                    let health = Store::record_attempt_in(
+                        tables,
+                        &record,
+                        &encoded,
+                        next_due_ms,
+                        threshold,
+                    )?;
+                    Ok((health, record))
+                })
+                .await
+        }
+        Err(e) => Err(e),
+    };
     queue.recorded(id);
     match recorded {
-        Ok(health) => {
+        Ok((health, record)) => {
             if let Some(due_ms) = next_due_ms {
                 queue.push([QueuedJob {
                     due_ms,

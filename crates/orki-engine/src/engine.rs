@@ -559,9 +559,9 @@ impl EngineHandle {
         let (accepted, jobs) = self
             .inner
             .writes
-            .run(move |txn| {
+            .run(move |tables| {
                 Store::ingest_in(
-                    txn,
+                    tables,
                     NewEvent {
                         event_type: &event_type,
                         data_json: &data_json,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
     WriteTransaction,
 };
 
@@ -34,6 +34,35 @@ use crate::{Error, Result, Secret};
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+}
+
+/// The tables that accepting events and recording attempts write, opened once
+/// per transaction: a group commit applies many operations with one set.
+pub struct HotTables<'txn> {
+    events: Table<'txn, u128, &'static [u8]>,
+    deliveries: Table<'txn, u128, &'static [u8]>,
+    due: Table<'txn, (u64, u128), u128>,
+    attempts: Table<'txn, u128, &'static [u8]>,
+    index: Table<'txn, (u8, u128, u8, u8, u128), ()>,
+    webhooks: Table<'txn, u128, &'static [u8]>,
+    idempotency: Table<'txn, &'static str, &'static [u8]>,
+    failed: Table<'txn, (u128, u128), ()>,
+}
+
+impl<'txn> HotTables<'txn> {
+    /// Opens them in `txn`; drop them before committing.
+    pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            events: txn.open_table(EVENTS)?,
+            deliveries: txn.open_table(DELIVERIES)?,
+            due: txn.open_table(DUE)?,
+            attempts: txn.open_table(ATTEMPTS)?,
+            index: txn.open_table(ATTEMPT_INDEX)?,
+            webhooks: txn.open_table(WEBHOOKS)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            failed: txn.open_table(FAILED_DELIVERIES)?,
+        })
+    }
 }
 
 /// The two credentials of the listener.
@@ -214,9 +243,10 @@ impl Store {
     pub fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>> {
         let txn = self.read()?;
         let table = txn.open_table(WEBHOOKS)?;
+        let (index, attempts) = (txn.open_table(ATTEMPT_INDEX)?, txn.open_table(ATTEMPTS)?);
         table
             .get(id.0)?
-            .map(|v| decode(v.value(), "webhook"))
+            .map(|v| with_last_attempt(decode(v.value(), "webhook")?, &index, &attempts))
             .transpose()
     }
 
@@ -224,10 +254,15 @@ impl Store {
     pub fn list_webhooks(&self) -> Result<Vec<WebhookRecord>> {
         let txn = self.read()?;
         let table = txn.open_table(WEBHOOKS)?;
+        let (index, attempts) = (txn.open_table(ATTEMPT_INDEX)?, txn.open_table(ATTEMPTS)?);
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (_, v) = entry?;
-            out.push(decode(v.value(), "webhook")?);
+            out.push(with_last_attempt(
+                decode(v.value(), "webhook")?,
+                &index,
+                &attempts,
+            )?);
         }
         Ok(out)
     }
@@ -248,7 +283,9 @@ impl Store {
             };
             change(&mut webhook)?;
             table.insert(id.0, encode(&webhook)?.as_slice())?;
-            webhook
+            let index = txn.open_table(ATTEMPT_INDEX)?;
+            let attempts = txn.open_table(ATTEMPTS)?;
+            with_last_attempt(webhook, &index, &attempts)?
         };
         if !updated.enabled {
             cancel_pending(&txn, id)?;
@@ -275,7 +312,7 @@ impl Store {
     /// seen, returns the first result (or a conflict when the body differs).
     pub fn ingest(&self, new: NewEvent<'_>, now: DateTime<Utc>) -> Result<Accepted> {
         let txn = self.write()?;
-        let (accepted, _) = Self::ingest_in(&txn, new, now)?;
+        let (accepted, _) = Self::ingest_in(&mut HotTables::open(&txn)?, new, now)?;
         txn.commit()?;
         Ok(accepted)
     }
@@ -284,14 +321,13 @@ impl Store {
     /// means nothing was written. Also returns the queued deliveries, with the
     /// event, for the in-memory queue.
     pub fn ingest_in(
-        txn: &WriteTransaction,
+        t: &mut HotTables<'_>,
         new: NewEvent<'_>,
         now: DateTime<Utc>,
     ) -> Result<(Accepted, Vec<QueuedJob>)> {
         let accepted = {
-            let mut idem = txn.open_table(IDEMPOTENCY)?;
             if let Some((key, body_sha)) = &new.idempotency
-                && let Some(v) = idem.get(*key)?
+                && let Some(v) = t.idempotency.get(*key)?
             {
                 let first: IdempotencyRecord = decode(v.value(), "idempotency record")?;
                 if &first.body_sha256 != body_sha {
@@ -315,26 +351,24 @@ impl Store {
                 test: false,
                 idempotency_key: new.idempotency.as_ref().map(|(k, _)| (*k).to_owned()),
             };
-            txn.open_table(EVENTS)?
-                .insert(event_id.0, encode(&event)?.as_slice())?;
+            t.events.insert(event_id.0, encode(&event)?.as_slice())?;
             let event = Arc::new(event);
             let mut jobs = Vec::new();
-
-            let webhooks = txn.open_table(WEBHOOKS)?;
-            let mut deliveries = txn.open_table(DELIVERIES)?;
-            let mut due = txn.open_table(DUE)?;
             let due_ms = unix_ms(now);
             let mut count = 0u32;
-            for entry in webhooks.iter()? {
+            let mut subscribed = Vec::new();
+            for entry in t.webhooks.iter()? {
                 let (_, v) = entry?;
                 let webhook: WebhookRecord = decode(v.value(), "webhook")?;
-                if !webhook.enabled || !webhook.events.iter().any(|e| e == new.event_type) {
-                    continue;
+                if webhook.enabled && webhook.events.iter().any(|e| e == new.event_type) {
+                    subscribed.push(webhook.id);
                 }
+            }
+            for webhook_id in subscribed {
                 let delivery = DeliveryRecord {
                     id: DeliveryId::generate(),
                     event_id,
-                    webhook_id: webhook.id,
+                    webhook_id,
                     event_type: new.event_type.to_owned(),
                     created_at,
                     attempts: 0,
@@ -342,12 +376,13 @@ impl Store {
                     due_ms: Some(due_ms),
                     test: false,
                 };
-                deliveries.insert(delivery.id.0, encode(&delivery)?.as_slice())?;
-                due.insert((due_ms, delivery.id.0), webhook.id.0)?;
+                t.deliveries
+                    .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+                t.due.insert((due_ms, delivery.id.0), webhook_id.0)?;
                 jobs.push(QueuedJob {
                     due_ms,
                     delivery_id: delivery.id,
-                    webhook_id: webhook.id,
+                    webhook_id,
                     fresh: Some(event.clone()),
                 });
                 count += 1;
@@ -359,7 +394,7 @@ impl Store {
                     deliveries: count,
                     created_at,
                 };
-                idem.insert(key, encode(&record)?.as_slice())?;
+                t.idempotency.insert(key, encode(&record)?.as_slice())?;
             }
             let accepted = Accepted {
                 id: event_id,
@@ -462,24 +497,32 @@ impl Store {
         warning_threshold: u32,
     ) -> Result<Option<Health>> {
         let txn = self.write()?;
-        let health = Self::record_attempt_in(&txn, record, next_due_ms, warning_threshold)?;
+        let encoded = encode(record)?;
+        let health = Self::record_attempt_in(
+            &mut HotTables::open(&txn)?,
+            record,
+            &encoded,
+            next_due_ms,
+            warning_threshold,
+        )?;
         txn.commit()?;
         Ok(health)
     }
 
-    /// [`Store::record_attempt`] inside a caller's transaction (group commit).
+    /// [`Store::record_attempt`] inside a caller's transaction (group commit), with
+    /// the record already encoded (so the writer thread does not spend time on it).
     pub fn record_attempt_in(
-        txn: &WriteTransaction,
+        t: &mut HotTables<'_>,
         record: &AttemptRecord,
+        encoded: &[u8],
         next_due_ms: Option<u64>,
         warning_threshold: u32,
     ) -> Result<Option<Health>> {
         let a = &record.attempt;
-        insert_attempt(txn, record)?;
+        insert_attempt_encoded(&mut t.attempts, &mut t.index, a, encoded)?;
         {
-            let mut deliveries = txn.open_table(DELIVERIES)?;
-            let mut due = txn.open_table(DUE)?;
-            let found: Option<DeliveryRecord> = deliveries
+            let found: Option<DeliveryRecord> = t
+                .deliveries
                 .get(a.delivery_id.0)?
                 .map(|v| decode(v.value(), "delivery"))
                 .transpose()?;
@@ -487,26 +530,27 @@ impl Store {
             // stays cancelled; the attempt is still logged.
             if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
                 if let Some(old) = delivery.due_ms.take() {
-                    due.remove((old, delivery.id.0))?;
+                    t.due.remove((old, delivery.id.0))?;
                 }
                 delivery.attempts = delivery.attempts.max(a.attempt);
                 delivery.state = if a.success {
                     DeliveryState::Succeeded
                 } else if let Some(next) = next_due_ms {
-                    due.insert((next, delivery.id.0), delivery.webhook_id.0)?;
+                    t.due.insert((next, delivery.id.0), delivery.webhook_id.0)?;
                     delivery.due_ms = Some(next);
                     DeliveryState::Pending
                 } else {
-                    txn.open_table(FAILED_DELIVERIES)?
+                    t.failed
                         .insert((delivery.webhook_id.0, delivery.id.0), ())?;
                     DeliveryState::Failed
                 };
-                deliveries.insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+                t.deliveries
+                    .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
             }
         }
         let health = {
-            let mut webhooks = txn.open_table(WEBHOOKS)?;
-            let found: Option<WebhookRecord> = webhooks
+            let found: Option<WebhookRecord> = t
+                .webhooks
                 .get(a.webhook_id.0)?
                 .map(|v| decode(v.value(), "webhook"))
                 .transpose()?;
@@ -518,10 +562,15 @@ impl Store {
                     } else {
                         before.saturating_add(1)
                     };
-                    w.last_attempt_at = Some(a.timestamp);
-                    w.last_status_code = a.status_code;
-                    webhooks.insert(w.id.0, encode(&w)?.as_slice())?;
-                    (before != w.consecutive_failures).then_some(Health {
+                    // Success after success changes only the last attempt, which
+                    // reads from the log (see `with_last_attempt`): no rewrite.
+                    let changed = before != w.consecutive_failures;
+                    if changed {
+                        w.last_attempt_at = Some(a.timestamp);
+                        w.last_status_code = a.status_code;
+                        t.webhooks.insert(w.id.0, encode(&w)?.as_slice())?;
+                    }
+                    changed.then_some(Health {
                         webhook_id: w.id,
                         consecutive_failures: w.consecutive_failures,
                         warning: w.consecutive_failures >= warning_threshold,
@@ -536,7 +585,8 @@ impl Store {
     // ----- the attempt log -----
 
     /// Attempts matching `filter`, newest first, older than `before` when given,
-    /// at most `limit`: one range scan of the attempt index, then one lookup each.
+    /// at most `limit`: one range scan of the attempt index, then one lookup each
+    /// (without a webhook, type or outcome filter: one range scan of the log itself).
     pub fn list_attempts(
         &self,
         filter: &AttemptFilter,
@@ -556,6 +606,13 @@ impl Store {
         }
         let mut out = Vec::with_capacity(limit.min(1000));
         if lo >= hi {
+            return Ok(out);
+        }
+        if mask == 0 {
+            for entry in attempts.range(lo..hi)?.rev().take(limit) {
+                let (_, v) = entry?;
+                out.push(decode::<AttemptRecord>(v.value(), "attempt")?.attempt);
+            }
             return Ok(out);
         }
         for entry in index
@@ -749,8 +806,9 @@ impl Store {
                 doomed.push(decode::<AttemptRecord>(v.value(), "attempt")?.attempt);
             }
             for a in &doomed {
-                for key in index_keys(a) {
-                    index.remove(key)?;
+                // Mask 0 too: databases written before it was dropped have it.
+                for mask in 0..8 {
+                    index.remove(index_key(a, mask))?;
                 }
                 attempts.remove(a.id.0)?;
             }
@@ -909,34 +967,79 @@ fn outcome_code(success: bool) -> u8 {
     if success { 2 } else { 1 }
 }
 
-/// The eight index keys of an attempt: one per subset of {webhook, type, outcome}.
-fn index_keys(a: &Attempt) -> impl Iterator<Item = (u8, u128, u8, u8, u128)> + '_ {
-    (0u8..8).map(move |mask| {
-        (
-            mask,
-            if mask & 1 != 0 { a.webhook_id.0 } else { 0 },
-            if mask & 2 != 0 {
-                type_code(&a.event_type)
-            } else {
-                0
-            },
-            if mask & 4 != 0 {
-                outcome_code(a.success)
-            } else {
-                0
-            },
-            a.id.0,
-        )
-    })
+/// The index key of an attempt for one subset `mask` of {webhook, type, outcome}.
+fn index_key(a: &Attempt, mask: u8) -> (u8, u128, u8, u8, u128) {
+    (
+        mask,
+        if mask & 1 != 0 { a.webhook_id.0 } else { 0 },
+        if mask & 2 != 0 {
+            type_code(&a.event_type)
+        } else {
+            0
+        },
+        if mask & 4 != 0 {
+            outcome_code(a.success)
+        } else {
+            0
+        },
+        a.id.0,
+    )
+}
+
+/// The webhook with its last (non-test) attempt's time and status from the log,
+/// when that is newer than what the record holds (the record is rewritten only
+/// when its failure count changes).
+fn with_last_attempt(
+    mut webhook: WebhookRecord,
+    index: &impl ReadableTable<(u8, u128, u8, u8, u128), ()>,
+    attempts: &impl ReadableTable<u128, &'static [u8]>,
+) -> Result<WebhookRecord> {
+    // Test attempts are few; looking back this far finds a real one if any is near.
+    const LOOK_BACK: usize = 64;
+    let w = webhook.id.0;
+    for entry in index
+        .range((1, w, 0, 0, 0)..=(1, w, 0, 0, u128::MAX))?
+        .rev()
+        .take(LOOK_BACK)
+    {
+        let (k, _) = entry?;
+        let Some(v) = attempts.get(k.value().4)? else {
+            continue;
+        };
+        let a = decode::<AttemptRecord>(v.value(), "attempt")?.attempt;
+        if a.test {
+            continue;
+        }
+        if webhook.last_attempt_at.is_none_or(|t| a.timestamp > t) {
+            webhook.last_attempt_at = Some(a.timestamp);
+            webhook.last_status_code = a.status_code;
+        }
+        break;
+    }
+    Ok(webhook)
 }
 
 /// Stores an attempt and its index entries.
 fn insert_attempt(txn: &WriteTransaction, record: &AttemptRecord) -> Result<()> {
-    txn.open_table(ATTEMPTS)?
-        .insert(record.attempt.id.0, encode(record)?.as_slice())?;
-    let mut index = txn.open_table(ATTEMPT_INDEX)?;
-    for key in index_keys(&record.attempt) {
-        index.insert(key, ())?;
+    insert_attempt_encoded(
+        &mut txn.open_table(ATTEMPTS)?,
+        &mut txn.open_table(ATTEMPT_INDEX)?,
+        &record.attempt,
+        &encode(record)?,
+    )
+}
+
+/// Stores an attempt, encoded, and its index entries.
+fn insert_attempt_encoded(
+    attempts: &mut Table<'_, u128, &'static [u8]>,
+    index: &mut Table<'_, (u8, u128, u8, u8, u128), ()>,
+    attempt: &Attempt,
+    encoded: &[u8],
+) -> Result<()> {
+    attempts.insert(attempt.id.0, encoded)?;
+    // Masks 1..8: the unfiltered log is the attempts table itself (ids are time-ordered).
+    for mask in 1..8 {
+        index.insert(index_key(attempt, mask), ())?;
     }
     Ok(())
 }

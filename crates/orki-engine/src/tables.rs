@@ -21,10 +21,10 @@ pub const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempt
 /// `Idempotency-Key → IdempotencyRecord` (the first result for that key).
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");
 /// The delivery-log index: `(filter mask, webhook, type code, outcome, attempt id) → ()`.
-/// Every attempt has one entry per subset of the filters {webhook, event type,
-/// outcome} (mask bits 1, 2, 4; fields outside the subset are 0), so any
-/// combination of filters is one range scan, newest first, bounded by time
-/// through the time-ordered attempt id.
+/// Every attempt has one entry per non-empty subset of the filters {webhook,
+/// event type, outcome} (mask bits 1, 2, 4; fields outside the subset are 0), so
+/// any combination of filters is one range scan, newest first, bounded by time
+/// through the time-ordered attempt id. No filter at all reads `attempts_v1`.
 pub const ATTEMPT_INDEX: TableDefinition<(u8, u128, u8, u8, u128), ()> =
     TableDefinition::new("attempt_index_v1");
 /// Deliveries given up after their last retry: `(webhook id, delivery id) → ()`,
