@@ -13,6 +13,9 @@
 #[allow(unused_imports)]
 mod support;
 
+#[path = "../../crates/orki-engine/benches/history.rs"]
+mod history;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -176,8 +179,10 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(ca: &support::TestCa) -> (Self, Duration) {
-        let dir = tempfile::tempdir().expect("dir");
+    /// Starts the daemon on `dir` (a fresh one when `None`); also returns the
+    /// time until it listens.
+    async fn start(ca: &support::TestCa, dir: Option<tempfile::TempDir>) -> (Self, Duration) {
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().expect("dir"));
         let started = Instant::now();
         let mut child = Command::new(daemon_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -210,6 +215,14 @@ impl Daemon {
             },
             startup,
         )
+    }
+
+    /// Stops the daemon, removes its data and lets the disk settle, so the next
+    /// scenario starts on a quiet machine.
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        drop(self._dir);
+        let _ = Command::new("sync").status().await;
     }
 
     fn rss_kib(&self, field: &str) -> u64 {
@@ -355,6 +368,25 @@ struct Run {
     rss_peak_mib: f64,
 }
 
+/// A data dir holding `stored` finished attempts (20 other webhooks), and its size.
+async fn prefilled(stored: usize) -> (tempfile::TempDir, u64) {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("orki-webhooks.redb");
+        let store = orki_engine::Store::open(&path).expect("store");
+        let webhooks: Vec<_> = (0..20)
+            .map(|_| orki_engine::ids::WebhookId::generate())
+            .collect();
+        let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+        history::fill(&store, &webhooks, stored, now_ms);
+        drop(store);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        (dir, size)
+    })
+    .await
+    .expect("fill")
+}
+
 async fn scenario(
     ca: &support::TestCa,
     name: &str,
@@ -362,8 +394,9 @@ async fn scenario(
     concurrency: usize,
     rate: Option<u64>,
     secs: u64,
-) -> Run {
-    let (daemon, _) = Daemon::start(ca).await;
+    dir: Option<tempfile::TempDir>,
+) -> (Run, Duration) {
+    let (daemon, startup) = Daemon::start(ca, dir).await;
     let http = reqwest::Client::new();
     let mut sinks = Vec::new();
     for _ in 0..webhooks {
@@ -416,7 +449,8 @@ async fn scenario(
         run.deliveries, expected,
         "{name}: every accepted event delivered to every webhook"
     );
-    run
+    daemon.stop().await;
+    (run, startup)
 }
 
 #[tokio::main]
@@ -426,7 +460,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let (_, startup) = Daemon::start(&ca).await;
+    // ORKI_BENCH_ONLY=<text> runs only the scenarios whose name contains it.
+    let only = std::env::var("ORKI_BENCH_ONLY").unwrap_or_default();
+    let (daemon, startup) = Daemon::start(&ca, None).await;
+    daemon.stop().await;
     println!(
         "startup (empty data dir): {:.0} ms",
         startup.as_secs_f64() * 1000.0
@@ -445,16 +482,9 @@ async fn main() {
         ("1 webhook, 500/s offered".into(), 1, 64, Some(500)),
         ("1 webhook, 2000/s offered".into(), 1, 64, Some(2000)),
     ];
-    // ORKI_BENCH_ONLY=<text> runs only the scenarios whose name contains it.
-    let only = std::env::var("ORKI_BENCH_ONLY").unwrap_or_default();
-    for (name, webhooks, concurrency, rate) in scenarios {
-        if !name.contains(only.as_str()) {
-            continue;
-        }
-        let r = scenario(&ca, &name, webhooks, concurrency, rate, secs).await;
-        println!(
-            "| {} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB | {} |",
-            r.name,
+    let row = |r: &Run| {
+        format!(
+            "{:.0} | {:.0} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB | {}",
             r.accepted as f64 / r.secs,
             r.deliveries as f64 / r.delivery_secs,
             r.p50_ms,
@@ -462,6 +492,39 @@ async fn main() {
             r.rss_idle_mib,
             r.rss_peak_mib,
             r.duplicates
+        )
+    };
+    for (name, webhooks, concurrency, rate) in scenarios {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        let (r, _) = scenario(&ca, &name, webhooks, concurrency, rate, secs, None).await;
+        println!("| {} | {} |", r.name, row(&r));
+    }
+
+    // The same load on a data dir that already holds a history of attempts:
+    // startup time, database size, and whether throughput holds as it grows.
+    let sizes: Vec<usize> = std::env::var("ORKI_BENCH_HISTORY")
+        .unwrap_or_else(|_| "10000,100000,1000000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    if !"stored".contains(only.as_str()) && !only.is_empty() {
+        return;
+    }
+    println!(
+        "\n| 1 webhook, c=64, with stored attempts | DB file | startup | accepted/s | deliveries/s | p50 | p99 | RSS idle | RSS peak | dup |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for stored in sizes {
+        let (dir, size) = prefilled(stored).await;
+        let name = format!("{stored} stored");
+        let (r, startup) = scenario(&ca, &name, 1, 64, None, secs, Some(dir)).await;
+        println!(
+            "| {stored} | {:.0} MB | {:.0} ms | {} |",
+            size as f64 / 1e6,
+            startup.as_secs_f64() * 1000.0,
+            row(&r)
         );
     }
 }
