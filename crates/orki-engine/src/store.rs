@@ -107,6 +107,11 @@ pub struct Health {
     pub warning: bool,
 }
 
+/// redb's page cache. Its default (1 GiB) lets the resident size grow with the
+/// database; the operating system's file cache is there anyway, and the log
+/// queries stay well under their bound with this (docs/BENCHMARKS.md).
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 const INGEST_KEY: &str = "ingest_key";
 const ADMIN_TOKEN: &str = "admin_token";
 const SCHEMA_VERSION: &str = "schema_version";
@@ -122,12 +127,15 @@ impl Store {
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                Error::AlreadyRunning(path.display().to_string())
-            }
-            other => Error::Storage(format!("opening {}: {other}", path.display())),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    Error::AlreadyRunning(path.display().to_string())
+                }
+                other => Error::Storage(format!("opening {}: {other}", path.display())),
+            })?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
