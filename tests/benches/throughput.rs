@@ -191,7 +191,8 @@ impl Daemon {
             .arg(&ca.pem_path)
             .env("ORKI_ADMIN_TOKEN", ADMIN)
             .env("ORKI_INGEST_KEY", INGEST)
-            .env("RUST_LOG", "warn")
+            // The default log level (info), as users run it: a line per attempt.
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

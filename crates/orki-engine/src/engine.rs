@@ -360,7 +360,12 @@ impl EngineHandle {
     }
 
     pub(crate) fn threshold(&self) -> u32 {
-        self.settings().warning_threshold
+        // Read in place: this runs for every attempt.
+        self.inner
+            .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .warning_threshold
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {

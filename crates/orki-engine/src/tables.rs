@@ -20,11 +20,14 @@ pub const DUE: TableDefinition<(u64, u128), u128> = TableDefinition::new("due_v1
 pub const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempts_v1");
 /// `Idempotency-Key → IdempotencyRecord` (the first result for that key).
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");
-/// The delivery-log index: `(filter mask, webhook, type code, outcome, attempt id) → ()`.
-/// Every attempt has one entry per non-empty subset of the filters {webhook,
-/// event type, outcome} (mask bits 1, 2, 4; fields outside the subset are 0), so
-/// any combination of filters is one range scan, newest first, bounded by time
-/// through the time-ordered attempt id. No filter at all reads `attempts_v1`.
+/// The delivery-log index: `(mask, webhook, type code, outcome, attempt id) → ()`.
+/// Every attempt has two entries: by webhook, type and outcome (mask 7), and by
+/// type and outcome (mask 6; webhook 0). A query reads the ranges its filters
+/// leave open (e.g. a webhook filter: every type × both outcomes) newest first
+/// and merges them, bounded by time through the time-ordered attempt id; with no
+/// filter it reads `attempts_v1` itself. (Databases written before this hold
+/// entries of the other masks 0–5; they are never read, and pruned with their
+/// attempts.)
 pub const ATTEMPT_INDEX: TableDefinition<(u8, u128, u8, u8, u128), ()> =
     TableDefinition::new("attempt_index_v1");
 /// Deliveries given up after their last retry: `(webhook id, delivery id) → ()`,
