@@ -40,10 +40,14 @@ fn main() {
     let sample_ids = history::fill(&store, &webhooks, total, now_ms);
     let fill = fill_started.elapsed();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // The file grows in large steps; the pages in use are the real size.
+    let used = store.used_bytes().expect("used bytes");
     println!(
-        "filled {total} attempts (with their events and deliveries) in {:.1} s; file {:.0} MB",
+        "filled {total} attempts (with their events and deliveries) in {:.1} s; file {:.0} MB, pages in use {:.0} MB ({:.0} bytes per attempt)",
         fill.as_secs_f64(),
-        size as f64 / 1e6
+        size as f64 / 1e6,
+        used as f64 / 1e6,
+        used as f64 / total as f64
     );
 
     type Case = (
