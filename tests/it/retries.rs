@@ -299,3 +299,89 @@ async fn a_backlog_larger_than_the_memory_queue_is_delivered_once_each() {
         assert_ne!(extra.answered, 200, "a success arrived twice");
     }
 }
+
+#[tokio::test]
+async fn disabling_a_webhook_cancels_its_queued_retries_for_good() {
+    let ca = TestCa::new("Orki Test CA");
+    let rx = Receiver::start(&ca).await;
+    let engine = TestEngine::start(&ca, |c| {
+        c.retry = Some(crate::support::retries(vec![Duration::from_millis(300); 8]));
+    })
+    .await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id");
+    let path = format!("/v1/webhooks/{wh_id}");
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let mut events = engine.handle.subscribe();
+    let mut old = std::collections::HashSet::new();
+    for n in 0..5 {
+        let accepted: Value = engine
+            .post_event("message.created", json!({ "old": n }))
+            .await
+            .json()
+            .await
+            .expect("json");
+        old.insert(accepted["id"].as_str().expect("id").to_owned());
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            engine.next_attempt(&mut events, wh_id, WAIT).await["success"],
+            false
+        );
+    }
+
+    // From here on, an old delivery may arrive once more (an attempt in flight
+    // while the webhook is disabled), never again after that.
+    while rx.try_next().await.is_some() {}
+    let off = engine
+        .admin(reqwest::Method::PATCH, &path)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(off.status(), 200);
+    assert_eq!(engine.handle.pending_deliveries().await.expect("count"), 0);
+    let on = engine
+        .admin(reqwest::Method::PATCH, &path)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(on.status(), 200);
+
+    // New events flow (and fail, and are retried) for more than three retry
+    // periods of the old ones.
+    let mut again = std::collections::HashMap::<String, u32>::new();
+    let started = tokio::time::Instant::now();
+    let mut fresh = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        let accepted: Value = engine
+            .post_event("message.created", json!({ "new": fresh }))
+            .await
+            .json()
+            .await
+            .expect("json");
+        loop {
+            let got = rx.next(WAIT).await;
+            let id = got.json()["id"].as_str().expect("id").to_owned();
+            if old.contains(&id) {
+                *again.entry(id.clone()).or_default() += 1;
+            }
+            if id == accepted["id"] {
+                break;
+            }
+        }
+        fresh += 1;
+    }
+    assert!(
+        again.values().all(|n| *n <= 1),
+        "cancelled deliveries were retried: {again:?}"
+    );
+    assert!(fresh > 0);
+    // Only the new events' deliveries wait in the queue.
+    let pending = engine.handle.pending_deliveries().await.expect("count");
+    assert!(pending <= fresh, "{pending} pending, {fresh} new events");
+}
