@@ -60,6 +60,30 @@ fn parse_head(buf: &[u8]) -> Option<(usize, usize)> {
     Some((end, len))
 }
 
+/// Reads from `io` into `buf` until it holds a whole HTTP/1.1 message; returns
+/// the end of its head and its body length, or `None` when the peer is gone.
+async fn read_message<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let (head_end, len) = loop {
+        if let Some(parsed) = parse_head(buf) {
+            break parsed;
+        }
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    };
+    while buf.len() < head_end + len {
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some((head_end, len))
+}
+
 fn header<'a>(head: &'a str, name: &str) -> &'a str {
     head.lines()
         .find_map(|l| {
@@ -73,22 +97,7 @@ fn header<'a>(head: &'a str, name: &str) -> &'a str {
 /// (the challenge is echoed); a POST is a delivery, answered 200 at once.
 async fn sink_conn<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, sink: Arc<Sink>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    loop {
-        let (head_end, len) = loop {
-            if let Some(parsed) = parse_head(&buf) {
-                break parsed;
-            }
-            match io.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        };
-        while buf.len() < head_end + len {
-            match io.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
+    while let Some((head_end, len)) = read_message(&mut io, &mut buf).await {
         let now = now_ns();
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let answer = if head.starts_with("GET ") {
@@ -175,7 +184,7 @@ fn daemon_binary() -> PathBuf {
 struct Daemon {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -208,21 +217,14 @@ impl Daemon {
         }
         let startup = started.elapsed();
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (
-            Self {
-                child,
-                base,
-                _dir: dir,
-            },
-            startup,
-        )
+        (Self { child, base, dir }, startup)
     }
 
     /// Stops the daemon, removes its data and lets the disk settle, so the next
     /// scenario starts on a quiet machine.
     async fn stop(mut self) {
         let _ = self.child.kill().await;
-        drop(self._dir);
+        drop(self.dir);
         let _ = Command::new("sync").status().await;
     }
 
@@ -286,22 +288,10 @@ impl Poster {
             return false;
         }
         self.buf.clear();
-        let (head_end, len) = loop {
-            if let Some(parsed) = parse_head(&self.buf) {
-                break parsed;
-            }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
-            }
-        };
-        while self.buf.len() < head_end + len {
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
-            }
-        }
-        self.buf.starts_with(b"HTTP/1.1 202")
+        read_message(&mut self.stream, &mut self.buf)
+            .await
+            .is_some()
+            && self.buf.starts_with(b"HTTP/1.1 202")
     }
 }
 
@@ -508,9 +498,14 @@ async fn main() {
     let sizes: Vec<usize> = std::env::var("ORKI_BENCH_HISTORY")
         .unwrap_or_else(|_| "10000,100000,1000000".into())
         .split(',')
-        .filter_map(|n| n.trim().parse().ok())
+        .map(|n| {
+            n.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("ORKI_BENCH_HISTORY: {n:?} is not a count"))
+        })
+        .filter(|stored| format!("{stored} stored").contains(only.as_str()))
         .collect();
-    if !"stored".contains(only.as_str()) && !only.is_empty() {
+    if sizes.is_empty() {
         return;
     }
     println!(

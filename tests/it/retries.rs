@@ -263,13 +263,7 @@ async fn a_backlog_larger_than_the_memory_queue_is_delivered_once_each() {
     let mut events = engine.handle.subscribe();
     let mut posted = std::collections::HashSet::new();
     for n in 0..30 {
-        let accepted: Value = engine
-            .post_event("message.created", json!({ "n": n }))
-            .await
-            .json()
-            .await
-            .expect("json");
-        posted.insert(accepted["id"].as_str().expect("id").to_owned());
+        posted.insert(post_id(&engine, json!({ "n": n })).await);
     }
     // Some attempts fail while the backlog builds; then the endpoint recovers.
     for _ in 0..6 {
@@ -318,13 +312,7 @@ async fn disabling_a_webhook_cancels_its_queued_retries_for_good() {
     let mut events = engine.handle.subscribe();
     let mut old = std::collections::HashSet::new();
     for n in 0..5 {
-        let accepted: Value = engine
-            .post_event("message.created", json!({ "old": n }))
-            .await
-            .json()
-            .await
-            .expect("json");
-        old.insert(accepted["id"].as_str().expect("id").to_owned());
+        old.insert(post_id(&engine, json!({ "old": n })).await);
     }
     for _ in 0..5 {
         assert_eq!(
@@ -358,19 +346,14 @@ async fn disabling_a_webhook_cancels_its_queued_retries_for_good() {
     let started = tokio::time::Instant::now();
     let mut fresh = 0;
     while started.elapsed() < Duration::from_secs(1) {
-        let accepted: Value = engine
-            .post_event("message.created", json!({ "new": fresh }))
-            .await
-            .json()
-            .await
-            .expect("json");
+        let new_id = post_id(&engine, json!({ "new": fresh })).await;
         loop {
             let got = rx.next(WAIT).await;
             let id = got.json()["id"].as_str().expect("id").to_owned();
             if old.contains(&id) {
                 *again.entry(id.clone()).or_default() += 1;
             }
-            if id == accepted["id"] {
+            if id == new_id {
                 break;
             }
         }
@@ -384,4 +367,15 @@ async fn disabling_a_webhook_cancels_its_queued_retries_for_good() {
     // Only the new events' deliveries wait in the queue.
     let pending = engine.handle.pending_deliveries().await.expect("count");
     assert!(pending <= fresh, "{pending} pending, {fresh} new events");
+}
+
+/// Posts a `message.created` event with `data`; returns its id.
+async fn post_id(engine: &TestEngine, data: Value) -> String {
+    let accepted: Value = engine
+        .post_event("message.created", data)
+        .await
+        .json()
+        .await
+        .expect("json");
+    accepted["id"].as_str().expect("id").to_owned()
 }

@@ -99,25 +99,19 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
     let threshold = engine.threshold();
     // Encoded here, on the async threads, so the one writer thread only writes.
-    let recorded = match encode(&record) {
-        Ok(encoded) => {
-            engine
-                .inner
-                .writes
-                .run(move |tables| {
-                    let health = Store::record_attempt_in(
-                        tables,
-                        &record,
-                        &encoded,
-                        next_due_ms,
-                        threshold,
-                    )?;
-                    Ok((health, record))
-                })
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let recorded = async {
+        let encoded = encode(&record)?;
+        engine
+            .inner
+            .writes
+            .run(move |tables| {
+                let health =
+                    Store::record_attempt_in(tables, &record, &encoded, next_due_ms, threshold)?;
+                Ok((health, record))
+            })
+            .await
+    }
+    .await;
     queue.recorded(id);
     match recorded {
         Ok((health, record)) => {

@@ -248,7 +248,11 @@ impl Queue {
     /// Drops the queued entries of a webhook (deleted or disabled; the table's
     /// entries were cancelled in the same commit).
     pub fn forget_webhook(&self, webhook: WebhookId) {
-        let mut s = self.lock();
+        self.clear_lane(&mut self.lock(), webhook);
+    }
+
+    /// Drops a lane's queued jobs (its requests in flight stay counted).
+    fn clear_lane(&self, s: &mut State, webhook: WebhookId) {
         let Some(lane) = s.lanes.get_mut(&webhook) else {
             return;
         };
@@ -259,7 +263,7 @@ impl Queue {
             .flatten()
             .map(|e| e.payload.len())
             .sum::<usize>();
-        self.reindex(&mut s, webhook);
+        self.reindex(s, webhook);
     }
 
     /// When the queue spilled and needs the table's earliest entries (it runs
@@ -300,13 +304,8 @@ impl Queue {
             let mut s = self.lock();
             let webhooks: Vec<WebhookId> = s.lanes.keys().copied().collect();
             for w in webhooks {
-                if let Some(lane) = s.lanes.get_mut(&w) {
-                    lane.jobs.clear();
-                }
-                self.reindex(&mut s, w);
+                self.clear_lane(&mut s, w);
             }
-            s.queued = 0;
-            s.cached_bytes = 0;
             let missed = s.missed;
             s.spilled = false;
             for (due_ms, delivery_id, webhook_id) in entries {
@@ -331,7 +330,8 @@ impl Queue {
     }
 
     /// Entries in memory and requests in flight.
-    pub fn len(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
         let s = self.lock();
         (s.queued, s.busy)
     }

@@ -315,19 +315,11 @@ impl Store {
 
     // ----- events -----
 
-    /// Accepts an event: stores it and one pending delivery per subscribed, enabled
-    /// webhook, due now, in one durable transaction. With an idempotency key already
-    /// seen, returns the first result (or a conflict when the body differs).
-    pub fn ingest(&self, new: NewEvent<'_>, now: DateTime<Utc>) -> Result<Accepted> {
-        let txn = self.write()?;
-        let (accepted, _) = Self::ingest_in(&mut HotTables::open(&txn)?, new, now)?;
-        txn.commit()?;
-        Ok(accepted)
-    }
-
-    /// [`Store::ingest`] inside a caller's transaction (group commit): an error
-    /// means nothing was written. Also returns the queued deliveries, with the
-    /// event, for the in-memory queue.
+    /// Accepts an event, in the caller's transaction (the group commit): stores it
+    /// and one pending delivery per subscribed, enabled webhook, due now. With an
+    /// idempotency key already seen, returns the first result (or a conflict when
+    /// the body differs). An error means nothing was written. Also returns the
+    /// queued deliveries, with the event, for the in-memory queue.
     pub fn ingest_in(
         t: &mut HotTables<'_>,
         new: NewEvent<'_>,
@@ -494,31 +486,12 @@ impl Store {
         Ok(())
     }
 
-    /// Records a delivery attempt and moves the delivery on, in one transaction:
-    /// the attempt is logged; the delivery succeeds, waits in the queue until
-    /// `next_due_ms`, or is given up; the webhook's failure count and last status
-    /// are updated. Returns the webhook's health when it changed.
-    pub fn record_attempt(
-        &self,
-        record: &AttemptRecord,
-        next_due_ms: Option<u64>,
-        warning_threshold: u32,
-    ) -> Result<Option<Health>> {
-        let txn = self.write()?;
-        let encoded = encode(record)?;
-        let health = Self::record_attempt_in(
-            &mut HotTables::open(&txn)?,
-            record,
-            &encoded,
-            next_due_ms,
-            warning_threshold,
-        )?;
-        txn.commit()?;
-        Ok(health)
-    }
-
-    /// [`Store::record_attempt`] inside a caller's transaction (group commit), with
-    /// the record already encoded (so the writer thread does not spend time on it).
+    /// Records a delivery attempt and moves the delivery on, in the caller's
+    /// transaction (the group commit), with the record already encoded (so the
+    /// writer thread does not spend time on it): the attempt is logged; the
+    /// delivery succeeds, waits in the queue until `next_due_ms`, or is given up;
+    /// the webhook's failure count is updated. Returns the webhook's health when
+    /// it changed.
     pub fn record_attempt_in(
         t: &mut HotTables<'_>,
         record: &AttemptRecord,
@@ -571,9 +544,14 @@ impl Store {
                         before.saturating_add(1)
                     };
                     // Success after success changes only the last attempt, which
-                    // reads from the log (see `with_last_attempt`): no rewrite.
+                    // reads from the log (see `with_last_attempt`): the record is
+                    // rewritten when the count changes, and at least hourly so it
+                    // stays close once retention has pruned those attempts.
                     let changed = before != w.consecutive_failures;
-                    if changed {
+                    let stale = w.last_attempt_at.is_none_or(|t| {
+                        a.timestamp.signed_duration_since(t) > chrono::Duration::hours(1)
+                    });
+                    if changed || stale {
                         w.last_attempt_at = Some(a.timestamp);
                         w.last_status_code = a.status_code;
                         t.webhooks.insert(w.id.0, encode(&w)?.as_slice())?;
