@@ -259,6 +259,9 @@ async fn forward_events(app: AppHandle, engine: EngineHandle) {
     }
 }
 
+/// The log file writer's guard, dropped on exit so buffered lines are written.
+struct LogFlush(Mutex<Option<telemetry::WorkerGuard>>);
+
 /// Runs the desktop app until its window closes.
 pub fn run() {
     let app = tauri::Builder::default()
@@ -281,8 +284,9 @@ pub fn run() {
         .setup(|app| {
             let log_dir = app.path().app_log_dir()?;
             let guard = telemetry::init(&log_dir, "orki-webhooks")?;
-            // The guard flushes the log file on drop; keep it for the app's life.
-            app.manage(guard);
+            // The guard flushes the log file on drop. Tauri's event loop ends the
+            // process without dropping managed state, so `RunEvent::Exit` drops it.
+            app.manage(LogFlush(Mutex::new(Some(guard))));
             let cancel = CancellationToken::new();
             let handle = app.handle().clone();
             let started = tauri::async_runtime::block_on(start_engine(&handle, cancel.clone()));
@@ -326,6 +330,7 @@ pub fn run() {
     };
     app.run(|app, event| {
         if let RunEvent::Exit = event {
+            tracing::info!("the app is exiting: stopping the engine");
             let shell = app.state::<Shell>();
             shell.cancel.cancel();
             let engine = shell
@@ -336,6 +341,14 @@ pub fn run() {
             if let Some(engine) = engine {
                 tauri::async_runtime::block_on(engine.wait());
             }
+            // Write out the last lines ("engine stopped") before the process ends.
+            drop(
+                app.state::<LogFlush>()
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
+            );
         }
     });
 }

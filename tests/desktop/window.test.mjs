@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,40 @@ function closeWindows(ids) {
   execFileSync('python3', [join(root, 'tests', 'desktop', 'close-window.py'), ...ids]);
 }
 
+/** Processes of the app binary that run with this test's data directory. */
+function appProcesses(dataHome) {
+  const exe = realpathSync(app);
+  return readdirSync('/proc').filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+    try {
+      return realpathSync(`/proc/${pid}/exe`) === exe
+        && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`XDG_DATA_HOME=${dataHome}`);
+    } catch {
+      return false; // gone meanwhile, or not ours to read
+    }
+  }).map(Number);
+}
+
+/** Whether a process has ended: gone, or a zombie whose threads have all exited
+ * (only then are its files, and so the database lock and the port, released). */
+function ended(pid) {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0];
+    return state === 'Z' && readdirSync(`/proc/${pid}/task`).length <= 1;
+  } catch {
+    return true;
+  }
+}
+
+function kill(pids) {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 async function until(what, fn, ms = 30000) {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -57,6 +91,7 @@ test('the desktop window loads the UI and its engine answers', async () => {
   const driverEnv = { ...process.env, XDG_DATA_HOME: join(home, 'data'), XDG_CONFIG_HOME: join(home, 'config'), XDG_CACHE_HOME: join(home, 'cache') };
   const logs = join(home, 'data', 'com.orki.webhooks', 'logs');
   const logText = () => (existsSync(logs) ? readdirSync(logs).map((f) => readFileSync(join(logs, f), 'utf8')).join('') : '');
+  const sessionApps = [];
   const driver = spawn('tauri-driver', ['--port', '4444'], { env: driverEnv, stdio: ['ignore', 'inherit', 'inherit'] });
   try {
     await until('tauri-driver', async () => (await fetch(DRIVER + '/status')).ok);
@@ -67,6 +102,7 @@ test('the desktop window loads the UI and its engine answers', async () => {
     const run = (script) => wd('POST', `/session/${id}/execute/sync`, { script, args: [] });
     try {
       await until('the UI to be ready', async () => (await run("return document.body.dataset.ready || ''")) === 'true');
+      sessionApps.push(...appProcesses(driverEnv.XDG_DATA_HOME));
       const listener = await run("return document.getElementById('listener').textContent");
       const m = listener.match(/Listening on (127\.0\.0\.1:\d+)/);
       assert.ok(m, `the window shows the listener: ${listener}`);
@@ -92,6 +128,11 @@ test('the desktop window loads the UI and its engine answers', async () => {
   } finally {
     driver.kill();
   }
+  // WebDriver ends its app by killing it, and under load that can lag or be lost
+  // with the driver; the single-instance lock must be free before the next start.
+  assert.ok(sessionApps.length > 0, 'the WebDriver session\'s app was seen');
+  kill(sessionApps);
+  await until('the WebDriver session\'s app to end', () => sessionApps.every(ended));
 
   // Without WebDriver (which ends the app by killing it): a second instance says
   // the app is already running, and closing the window, as a window manager does,
@@ -100,15 +141,20 @@ test('the desktop window loads the UI and its engine answers', async () => {
   const before = started();
   const first = spawn(app, [], { env: driverEnv, stdio: 'ignore' });
   const firstExit = new Promise((r) => first.on('exit', r));
-  await until('the app to start', () => started() > before && windows(['--pid', String(first.pid)]).length > 0);
-  const second = spawn(app, [], { env: driverEnv, stdio: 'ignore' });
-  const secondExit = new Promise((r) => second.on('exit', r));
-  await until('the second instance to refuse', () => logText().includes('already running'));
-  await until('its window', () => windows(['--pid', String(second.pid)]).length > 0);
-  closeWindows(windows(['--pid', String(second.pid)]));
-  await secondExit;
-  assert.ok(!logText().includes('engine stopped'), 'the first engine still runs');
-  closeWindows(windows(['--pid', String(first.pid)]));
-  await until('the engine to stop', () => logText().includes('engine stopped'), 15000);
-  await firstExit;
+  try {
+    await until('the app to start', () => started() > before && windows(['--pid', String(first.pid)]).length > 0);
+    const second = spawn(app, [], { env: driverEnv, stdio: 'ignore' });
+    const secondExit = new Promise((r) => second.on('exit', r));
+    await until('the second instance to refuse', () => logText().includes('already running'));
+    await until('its window', () => windows(['--pid', String(second.pid)]).length > 0);
+    closeWindows(windows(['--pid', String(second.pid)]));
+    await secondExit;
+    assert.ok(!logText().includes('engine stopped'), 'the first engine still runs');
+    closeWindows(windows(['--pid', String(first.pid)]));
+    await until('the engine to stop', () => logText().includes('engine stopped'), 15000);
+    await firstExit;
+  } finally {
+    // A failed step must not leave windows behind (they would keep the test alive).
+    kill(appProcesses(driverEnv.XDG_DATA_HOME));
+  }
 });
