@@ -167,6 +167,10 @@ async fn start_sink(ca: &support::TestCa) -> (String, Arc<Sink>) {
 }
 
 fn daemon_binary() -> PathBuf {
+    // ORKI_BENCH_DAEMON=<path> measures another build (to compare two changes).
+    if let Some(bin) = std::env::var_os("ORKI_BENCH_DAEMON") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("exe");
     let bin = exe
         .parent()
@@ -179,6 +183,17 @@ fn daemon_binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The unit of the CPU times in /proc (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 struct Daemon {
@@ -220,12 +235,42 @@ impl Daemon {
         (Self { child, base, dir }, startup)
     }
 
-    /// Stops the daemon, removes its data and lets the disk settle, so the next
-    /// scenario starts on a quiet machine.
+    /// Stops the daemon as a service manager does (SIGTERM, then waits for its
+    /// clean exit; killed after 60 s), removes its data and lets the disk settle,
+    /// so the next scenario starts on a quiet machine.
     async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
         drop(self.dir);
         let _ = Command::new("sync").status().await;
+    }
+
+    /// CPU time the daemon has used so far (user + system), in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let pid = self.child.id().unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+        let ticks: u64 = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        ticks as f64 / clock_ticks_per_sec()
     }
 
     fn rss_kib(&self, field: &str) -> u64 {
@@ -357,6 +402,8 @@ struct Run {
     duplicates: usize,
     rss_idle_mib: f64,
     rss_peak_mib: f64,
+    /// Daemon CPU time per accepted event, from the first post to the last arrival.
+    cpu_us_per_event: f64,
 }
 
 /// A data dir holding `stored` finished attempts (20 other webhooks), and its size.
@@ -396,6 +443,7 @@ async fn scenario(
         sinks.push(sink);
     }
     let rss_idle = daemon.rss_kib("VmRSS:");
+    let cpu_before = daemon.cpu_secs();
     let started = Instant::now();
     let accepted = load(&daemon.base, concurrency, Duration::from_secs(secs), rate).await;
     let secs_taken = started.elapsed().as_secs_f64();
@@ -412,6 +460,7 @@ async fn scenario(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivery_secs = started.elapsed().as_secs_f64();
+    let cpu = daemon.cpu_secs() - cpu_before;
     let mut latencies = Vec::new();
     let mut ids = HashSet::new();
     let mut duplicates = 0;
@@ -435,6 +484,7 @@ async fn scenario(
         duplicates,
         rss_idle_mib: rss_idle as f64 / 1024.0,
         rss_peak_mib: daemon.rss_kib("VmHWM:") as f64 / 1024.0,
+        cpu_us_per_event: cpu * 1e6 / accepted.max(1) as f64,
     };
     assert_eq!(
         run.deliveries, expected,
@@ -460,9 +510,9 @@ async fn main() {
         startup.as_secs_f64() * 1000.0
     );
     println!(
-        "\n| scenario | accepted/s | deliveries/s | p50 ingest→arrival | p99 | RSS idle | RSS peak | dup |"
+        "\n| scenario | accepted/s | deliveries/s | p50 ingest→arrival | p99 | RSS idle | RSS peak | dup | daemon CPU/event |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let scenarios: Vec<(String, usize, usize, Option<u64>)> = vec![
         ("1 webhook, c=1".into(), 1, 1, None),
         ("1 webhook, c=16".into(), 1, 16, None),
@@ -475,14 +525,15 @@ async fn main() {
     ];
     let row = |r: &Run| {
         format!(
-            "{:.0} | {:.0} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB | {}",
+            "{:.0} | {:.0} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB | {} | {:.0} µs",
             r.accepted as f64 / r.secs,
             r.deliveries as f64 / r.delivery_secs,
             r.p50_ms,
             r.p99_ms,
             r.rss_idle_mib,
             r.rss_peak_mib,
-            r.duplicates
+            r.duplicates,
+            r.cpu_us_per_event
         )
     };
     for (name, webhooks, concurrency, rate) in scenarios {
@@ -509,9 +560,9 @@ async fn main() {
         return;
     }
     println!(
-        "\n| 1 webhook, c=64, with stored attempts | DB file | startup | accepted/s | deliveries/s | p50 | p99 | RSS idle | RSS peak | dup |"
+        "\n| 1 webhook, c=64, with stored attempts | DB file | startup | accepted/s | deliveries/s | p50 | p99 | RSS idle | RSS peak | dup | daemon CPU/event |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for stored in sizes {
         let (dir, size) = prefilled(stored).await;
         let name = format!("{stored} stored");

@@ -55,7 +55,7 @@ impl Config {
             warning_threshold: None,
             request_timeout: Duration::from_secs(5),
             max_in_flight: 64,
-            max_in_flight_per_webhook: 8,
+            max_in_flight_per_webhook: 16,
             queue_memory_limit: 100_000,
         }
     }

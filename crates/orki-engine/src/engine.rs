@@ -561,20 +561,12 @@ impl EngineHandle {
         if !event_types::is_known(&event_type) {
             return Err(Error::UnknownEventType(event_type));
         }
+        // Built and encoded here, on the async threads; the writer only writes.
+        let new = NewEvent::new(&event_type, &data_json, idempotency, Utc::now())?;
         let (accepted, jobs) = self
             .inner
             .writes
-            .run(move |tables| {
-                Store::ingest_in(
-                    tables,
-                    NewEvent {
-                        event_type: &event_type,
-                        data_json: &data_json,
-                        idempotency: idempotency.as_ref().map(|(k, h)| (k.as_str(), h.clone())),
-                    },
-                    Utc::now(),
-                )
-            })
+            .run(move |tables| Store::ingest_in(tables, new))
             .await?;
         self.inner.queue.push(jobs);
         Ok(accepted)

@@ -47,6 +47,17 @@ pub struct HotTables<'txn> {
     webhooks: Table<'txn, u128, &'static [u8]>,
     idempotency: Table<'txn, &'static str, &'static [u8]>,
     failed: Table<'txn, (u128, u128), ()>,
+    /// The enabled webhooks' subscriptions, read at most once per transaction:
+    /// within one, the writer changes only webhooks' health, never these.
+    subscriptions: Option<Vec<Subscription>>,
+}
+
+/// What ingest reads of a webhook: only the fields that route an event.
+#[derive(Debug, serde::Deserialize)]
+struct Subscription {
+    id: WebhookId,
+    enabled: bool,
+    events: Vec<String>,
 }
 
 impl<'txn> HotTables<'txn> {
@@ -61,7 +72,31 @@ impl<'txn> HotTables<'txn> {
             webhooks: txn.open_table(WEBHOOKS)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             failed: txn.open_table(FAILED_DELIVERIES)?,
+            subscriptions: None,
         })
+    }
+
+    /// The enabled webhooks subscribed to `event_type`.
+    fn subscribers(&mut self, event_type: &str) -> Result<Vec<WebhookId>> {
+        let subscriptions = match &mut self.subscriptions {
+            Some(s) => s,
+            empty => {
+                let mut all = Vec::new();
+                for entry in self.webhooks.iter()? {
+                    let (_, v) = entry?;
+                    let s: Subscription = decode(v.value(), "webhook")?;
+                    if s.enabled {
+                        all.push(s);
+                    }
+                }
+                empty.insert(all)
+            }
+        };
+        Ok(subscriptions
+            .iter()
+            .filter(|s| s.events.iter().any(|e| e == event_type))
+            .map(|s| s.id)
+            .collect())
     }
 }
 
@@ -74,15 +109,40 @@ pub struct Credentials {
     pub admin_token: Secret,
 }
 
-/// A new event to accept.
+/// A new event to accept, built and encoded before the writer thread sees it
+/// (see [`NewEvent::new`]), so the one writer only checks and writes.
 #[derive(Debug)]
-pub struct NewEvent<'a> {
-    /// A known event type.
-    pub event_type: &'a str,
-    /// The `data` object, exactly as posted (already checked to be a JSON object).
-    pub data_json: &'a str,
+pub struct NewEvent {
+    event: Arc<EventRecord>,
+    encoded: Vec<u8>,
     /// `(Idempotency-Key, SHA-256 of the request body)`.
-    pub idempotency: Option<(&'a str, String)>,
+    idempotency: Option<(String, String)>,
+}
+
+impl NewEvent {
+    /// The event of a known `event_type` with the `data` object `data_json`
+    /// (already checked to be a JSON object), accepted at `now`.
+    pub fn new(
+        event_type: &str,
+        data_json: &str,
+        idempotency: Option<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let id = EventId::generate();
+        let event = EventRecord {
+            id,
+            event_type: event_type.to_owned(),
+            created_at: now,
+            payload: envelope(id, event_type, now, data_json)?,
+            test: false,
+            idempotency_key: idempotency.as_ref().map(|(k, _)| k.clone()),
+        };
+        Ok(Self {
+            encoded: encode(&event)?,
+            event: Arc::new(event),
+            idempotency,
+        })
+    }
 }
 
 /// Everything needed to make one attempt.
@@ -320,90 +380,69 @@ impl Store {
     /// idempotency key already seen, returns the first result (or a conflict when
     /// the body differs). An error means nothing was written. Also returns the
     /// queued deliveries, with the event, for the in-memory queue.
-    pub fn ingest_in(
-        t: &mut HotTables<'_>,
-        new: NewEvent<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<(Accepted, Vec<QueuedJob>)> {
-        let accepted = {
-            if let Some((key, body_sha)) = &new.idempotency
-                && let Some(v) = t.idempotency.get(*key)?
-            {
-                let first: IdempotencyRecord = decode(v.value(), "idempotency record")?;
-                if &first.body_sha256 != body_sha {
-                    return Err(Error::IdempotencyConflict((*key).to_owned()));
-                }
-                let accepted = Accepted {
-                    id: first.event_id,
-                    deliveries: first.deliveries,
-                    replayed: true,
-                };
-                return Ok((accepted, Vec::new()));
-            }
-            let event_id = EventId::generate();
-            let created_at = now;
-            let payload = envelope(event_id, new.event_type, created_at, new.data_json)?;
-            let event = EventRecord {
-                id: event_id,
-                event_type: new.event_type.to_owned(),
-                created_at,
-                payload,
-                test: false,
-                idempotency_key: new.idempotency.as_ref().map(|(k, _)| (*k).to_owned()),
-            };
-            t.events.insert(event_id.0, encode(&event)?.as_slice())?;
-            let event = Arc::new(event);
-            let mut jobs = Vec::new();
-            let due_ms = unix_ms(now);
-            let mut count = 0u32;
-            let mut subscribed = Vec::new();
-            for entry in t.webhooks.iter()? {
-                let (_, v) = entry?;
-                let webhook: WebhookRecord = decode(v.value(), "webhook")?;
-                if webhook.enabled && webhook.events.iter().any(|e| e == new.event_type) {
-                    subscribed.push(webhook.id);
-                }
-            }
-            for webhook_id in subscribed {
-                let delivery = DeliveryRecord {
-                    id: DeliveryId::generate(),
-                    event_id,
-                    webhook_id,
-                    event_type: new.event_type.to_owned(),
-                    created_at,
-                    attempts: 0,
-                    state: DeliveryState::Pending,
-                    due_ms: Some(due_ms),
-                    test: false,
-                };
-                t.deliveries
-                    .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
-                t.due.insert((due_ms, delivery.id.0), webhook_id.0)?;
-                jobs.push(QueuedJob {
-                    due_ms,
-                    delivery_id: delivery.id,
-                    webhook_id,
-                    fresh: Some(event.clone()),
-                });
-                count += 1;
-            }
-            if let Some((key, body_sha)) = new.idempotency {
-                let record = IdempotencyRecord {
-                    body_sha256: body_sha,
-                    event_id,
-                    deliveries: count,
-                    created_at,
-                };
-                t.idempotency.insert(key, encode(&record)?.as_slice())?;
+    pub fn ingest_in(t: &mut HotTables<'_>, new: NewEvent) -> Result<(Accepted, Vec<QueuedJob>)> {
+        let NewEvent {
+            event,
+            encoded,
+            idempotency,
+        } = new;
+        if let Some((key, body_sha)) = &idempotency
+            && let Some(v) = t.idempotency.get(key.as_str())?
+        {
+            let first: IdempotencyRecord = decode(v.value(), "idempotency record")?;
+            if &first.body_sha256 != body_sha {
+                return Err(Error::IdempotencyConflict(key.clone()));
             }
             let accepted = Accepted {
-                id: event_id,
-                deliveries: count,
-                replayed: false,
+                id: first.event_id,
+                deliveries: first.deliveries,
+                replayed: true,
             };
-            (accepted, jobs)
+            return Ok((accepted, Vec::new()));
+        }
+        let subscribed = t.subscribers(&event.event_type)?;
+        t.events.insert(event.id.0, encoded.as_slice())?;
+        let due_ms = unix_ms(event.created_at);
+        let mut jobs = Vec::with_capacity(subscribed.len());
+        for webhook_id in subscribed {
+            let delivery = DeliveryRecord {
+                id: DeliveryId::generate(),
+                event_id: event.id,
+                webhook_id,
+                event_type: event.event_type.clone(),
+                created_at: event.created_at,
+                attempts: 0,
+                state: DeliveryState::Pending,
+                due_ms: Some(due_ms),
+                test: false,
+            };
+            t.deliveries
+                .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+            t.due.insert((due_ms, delivery.id.0), webhook_id.0)?;
+            jobs.push(QueuedJob {
+                due_ms,
+                delivery_id: delivery.id,
+                webhook_id,
+                fresh: Some(event.clone()),
+            });
+        }
+        let count = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        if let Some((key, body_sha)) = idempotency {
+            let record = IdempotencyRecord {
+                body_sha256: body_sha,
+                event_id: event.id,
+                deliveries: count,
+                created_at: event.created_at,
+            };
+            t.idempotency
+                .insert(key.as_str(), encode(&record)?.as_slice())?;
+        }
+        let accepted = Accepted {
+            id: event.id,
+            deliveries: count,
+            replayed: false,
         };
-        Ok(accepted)
+        Ok((accepted, jobs))
     }
 
     /// One event.

@@ -2,11 +2,13 @@
 //! Secrets never reach these logs: they are `Secret`s (redacted in `Debug`) and URLs
 //! are logged without their query (see `engine::redacted`).
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 pub use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -29,11 +31,23 @@ pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard> {
         .map_err(|e| Error::Config(format!("opening log files in {}: {e}", log_dir.display())))?;
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
-        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
-        .try_init()
-        .map_err(|e| Error::Config(format!("logging was already set up: {e}")))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if std::io::stderr().is_terminal() {
+        // A person watching: colours on the terminal, plain text in the file.
+        registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(fmt::layer().with_ansi(false).with_writer(file_writer))
+            .try_init()
+    } else {
+        // A service manager or a pipe: each line formatted once, plain, to both.
+        registry
+            .with(
+                fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr.and(file_writer)),
+            )
+            .try_init()
+    };
+    installed.map_err(|e| Error::Config(format!("logging was already set up: {e}")))?;
     Ok(guard)
 }
