@@ -50,15 +50,20 @@ pub struct HotTables<'txn> {
     /// The enabled webhooks' subscriptions, read at most once per transaction:
     /// within one, the writer changes only webhooks' health, never these.
     subscriptions: Option<Vec<Subscription>>,
+    /// Webhooks read (and changed) by attempt records in this transaction, so
+    /// a batch of attempts to one webhook decodes its record once.
+    webhooks_read: std::collections::HashMap<u128, Option<WebhookRecord>>,
 }
 
 /// What ingest reads of a webhook: only the fields that route an event.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Subscription {
     id: WebhookId,
     enabled: bool,
     events: Vec<String>,
 }
+
+impl crate::codec::Record for Subscription {}
 
 impl<'txn> HotTables<'txn> {
     /// Opens them in `txn`; drop them before committing.
@@ -73,6 +78,7 @@ impl<'txn> HotTables<'txn> {
             idempotency: txn.open_table(IDEMPOTENCY)?,
             failed: txn.open_table(FAILED_DELIVERIES)?,
             subscriptions: None,
+            webhooks_read: std::collections::HashMap::new(),
         })
     }
 
@@ -569,13 +575,17 @@ impl Store {
             }
         }
         let health = {
-            let found: Option<WebhookRecord> = t
-                .webhooks
-                .get(a.webhook_id.0)?
-                .map(|v| decode(v.value(), "webhook"))
-                .transpose()?;
+            let found = match t.webhooks_read.entry(a.webhook_id.0) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    t.webhooks
+                        .get(a.webhook_id.0)?
+                        .map(|v| decode::<WebhookRecord>(v.value(), "webhook"))
+                        .transpose()?,
+                ),
+            };
             match found {
-                Some(mut w) => {
+                Some(w) => {
                     let before = w.consecutive_failures;
                     w.consecutive_failures = if a.success {
                         0
@@ -593,7 +603,7 @@ impl Store {
                     if changed || stale {
                         w.last_attempt_at = Some(a.timestamp);
                         w.last_status_code = a.status_code;
-                        t.webhooks.insert(w.id.0, encode(&w)?.as_slice())?;
+                        t.webhooks.insert(w.id.0, encode(&*w)?.as_slice())?;
                     }
                     changed.then_some(Health {
                         webhook_id: w.id,
@@ -1202,7 +1212,13 @@ mod tests {
     use super::*;
     use crate::model::RequestRecord;
 
-    fn attempt(wh: WebhookId, at_ms: u64, ty: &str, success: bool, n: u64) -> AttemptRecord {
+    pub(super) fn attempt(
+        wh: WebhookId,
+        at_ms: u64,
+        ty: &str,
+        success: bool,
+        n: u64,
+    ) -> AttemptRecord {
         let at = DateTime::from_timestamp_millis(at_ms as i64).expect("time");
         AttemptRecord {
             attempt: Attempt {
@@ -1295,5 +1311,104 @@ mod tests {
             }
         }
         assert_eq!(checked, 16);
+    }
+}
+
+#[cfg(test)]
+mod json_records {
+    use super::*;
+
+    /// A database written before the compact form (every record JSON) reads
+    /// as before, and a pending delivery in it is recorded in the new form.
+    #[test]
+    fn a_database_of_json_records_reads_and_updates() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("t.redb")).expect("open");
+        let now = Utc::now();
+        let new = NewEvent::new("order.paid", r#"{"n":1}"#, None, now).expect("event");
+        let event = (*new.event).clone();
+        let webhook = WebhookId::generate();
+        let delivery = DeliveryRecord {
+            id: DeliveryId::generate(),
+            event_id: event.id,
+            webhook_id: webhook,
+            event_type: event.event_type.clone(),
+            created_at: now,
+            attempts: 1,
+            state: DeliveryState::Pending,
+            due_ms: Some(unix_ms(now)),
+            test: false,
+        };
+        let mut old = super::tests::attempt(webhook, unix_ms(now), "order.paid", false, 7);
+        old.attempt.delivery_id = delivery.id;
+        old.attempt.event_id = event.id;
+        let txn = store.write().expect("write");
+        {
+            let mut t = HotTables::open(&txn).expect("tables");
+            t.events
+                .insert(event.id.0, json(&event).as_slice())
+                .expect("event");
+            t.deliveries
+                .insert(delivery.id.0, json(&delivery).as_slice())
+                .expect("delivery");
+            t.due
+                .insert((unix_ms(now), delivery.id.0), webhook.0)
+                .expect("due");
+            insert_attempt_encoded(&mut t.attempts, &mut t.index, &old.attempt, &json(&old))
+                .expect("attempt");
+        }
+        txn.commit().expect("commit");
+
+        let listed = store
+            .list_attempts(
+                &AttemptFilter {
+                    webhook: Some(webhook),
+                    ..AttemptFilter::default()
+                },
+                None,
+                10,
+            )
+            .expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, old.attempt.id);
+        let detail = store
+            .get_attempt(old.attempt.id)
+            .expect("detail")
+            .expect("found");
+        assert_eq!(detail.request.body.as_deref(), Some(event.payload.as_str()));
+        assert_eq!(detail.request.url, old.request.url);
+        let job = store.load_job(delivery.id).expect("load").expect("found");
+        assert_eq!(job.event.payload, event.payload);
+        assert_eq!(job.delivery.due_ms, delivery.due_ms);
+
+        // The second attempt succeeds: the delivery is rewritten, compact.
+        let mut next = old.clone();
+        next.attempt.id = AttemptId::generate();
+        next.attempt.attempt = 2;
+        next.attempt.success = true;
+        let txn = store.write().expect("write");
+        {
+            let mut t = HotTables::open(&txn).expect("tables");
+            let encoded = encode(&next).expect("encode");
+            Store::record_attempt_in(&mut t, &next, &encoded, None, 5).expect("record");
+        }
+        txn.commit().expect("commit");
+        let job = store.load_job(delivery.id).expect("load").expect("found");
+        assert_eq!(job.delivery.state, DeliveryState::Succeeded);
+        assert_eq!(job.delivery.attempts, 2);
+        assert_eq!(job.delivery.created_at, now, "the time survives exactly");
+        let newest = store
+            .list_attempts(&AttemptFilter::default(), None, 10)
+            .expect("list");
+        assert_eq!(
+            newest.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+            [2, 1],
+            "both forms side by side in the log"
+        );
+    }
+
+    /// The JSON form every record had before the compact one.
+    fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        serde_json::to_vec(value).expect("json")
     }
 }
