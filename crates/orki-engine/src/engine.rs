@@ -153,7 +153,15 @@ pub(crate) struct Inner {
     webhooks: RwLock<HashMap<WebhookId, Arc<WebhookRecord>>>,
     events: broadcast::Sender<EngineEvent>,
     pub(crate) cancel: CancellationToken,
+    /// Bounds the store reads running at once on blocking threads (see
+    /// [`EngineHandle::blocking`]).
+    reads: tokio::sync::Semaphore,
 }
+
+/// Store operations on blocking threads at once. Each holds a thread (and, with
+/// glibc, can grow a malloc arena); a backlog read one delivery at a time by 64
+/// attempts would otherwise add threads and memory for little gain on 2 cores.
+const BLOCKING_AT_ONCE: usize = 4;
 
 impl Engine {
     /// Starts the engine on an open store and an already-bound listener. Work
@@ -232,6 +240,7 @@ impl Engine {
                 webhooks: RwLock::new(webhooks.into_iter().map(|w| (w.id, Arc::new(w))).collect()),
                 events,
                 cancel: cancel.clone(),
+                reads: tokio::sync::Semaphore::new(BLOCKING_AT_ONCE),
             }),
         };
         let tasks = TaskTracker::new();
@@ -283,6 +292,12 @@ impl EngineHandle {
         &self,
         f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _permit = self
+            .inner
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await

@@ -26,9 +26,19 @@ use tokio::sync::Notify;
 use crate::ids::{DeliveryId, WebhookId};
 use crate::model::EventRecord;
 
-/// At most this many payload bytes are kept with fresh entries; past it, the
-/// attempt reads the event from the store.
-const CACHED_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// At most this many bytes of events are kept with fresh entries (see
+/// [`footprint`]); past it, the attempt reads the event from the store.
+const CACHED_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// The memory an event kept with a queued job holds: the record, its strings and
+/// the `Arc` around it (counted for each job that keeps it, to stay on the safe side).
+fn footprint(event: &EventRecord) -> usize {
+    std::mem::size_of::<EventRecord>()
+        + 2 * std::mem::size_of::<usize>()
+        + event.payload.capacity()
+        + event.event_type.capacity()
+        + event.idempotency_key.as_ref().map_or(0, String::capacity)
+}
 
 /// While spilled with nothing due in memory, the table is read again this often.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -132,8 +142,8 @@ impl Queue {
             return false;
         }
         if let Some(event) = &job.fresh {
-            let bytes = event.payload.len();
-            if s.cached_bytes + bytes > CACHED_PAYLOAD_BYTES {
+            let bytes = footprint(event);
+            if s.cached_bytes + bytes > CACHED_EVENT_BYTES {
                 job.fresh = None;
             } else {
                 s.cached_bytes += bytes;
@@ -143,7 +153,7 @@ impl Queue {
         let key = (job.due_ms, job.delivery_id);
         if lane.jobs.contains_key(&key) {
             if let Some(event) = job.fresh {
-                s.cached_bytes -= event.payload.len();
+                s.cached_bytes -= footprint(&event);
             }
             return false;
         }
@@ -203,7 +213,7 @@ impl Queue {
             };
             s.queued -= 1;
             if let Some(event) = &fresh {
-                s.cached_bytes -= event.payload.len();
+                s.cached_bytes -= footprint(event);
             }
             if s.unrecorded.insert(delivery_id) {
                 if let Some(lane) = s.lanes.get_mut(&webhook) {
@@ -258,11 +268,7 @@ impl Queue {
         };
         let jobs = std::mem::take(&mut lane.jobs);
         s.queued -= jobs.len();
-        s.cached_bytes -= jobs
-            .values()
-            .flatten()
-            .map(|e| e.payload.len())
-            .sum::<usize>();
+        s.cached_bytes -= jobs.values().flatten().map(|e| footprint(e)).sum::<usize>();
         self.reindex(s, webhook);
     }
 
