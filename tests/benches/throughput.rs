@@ -185,15 +185,18 @@ fn daemon_binary() -> PathBuf {
     bin
 }
 
-/// The unit of the CPU times in /proc (`getconf CLK_TCK`, 100 on Linux).
+/// The unit of the CPU times in /proc (`getconf CLK_TCK`, 100 on Linux), read once.
 fn clock_ticks_per_sec() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 struct Daemon {

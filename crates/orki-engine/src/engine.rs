@@ -153,9 +153,9 @@ pub(crate) struct Inner {
     webhooks: RwLock<HashMap<WebhookId, Arc<WebhookRecord>>>,
     events: broadcast::Sender<EngineEvent>,
     pub(crate) cancel: CancellationToken,
-    /// Bounds the store reads running at once on blocking threads (see
+    /// Bounds the store calls running at once on blocking threads (see
     /// [`EngineHandle::blocking`]).
-    reads: tokio::sync::Semaphore,
+    store_calls: tokio::sync::Semaphore,
 }
 
 /// Store operations on blocking threads at once. Each holds a thread (and, with
@@ -240,7 +240,7 @@ impl Engine {
                 webhooks: RwLock::new(webhooks.into_iter().map(|w| (w.id, Arc::new(w))).collect()),
                 events,
                 cancel: cancel.clone(),
-                reads: tokio::sync::Semaphore::new(BLOCKING_AT_ONCE),
+                store_calls: tokio::sync::Semaphore::new(BLOCKING_AT_ONCE),
             }),
         };
         let tasks = TaskTracker::new();
@@ -294,7 +294,7 @@ impl EngineHandle {
     ) -> Result<T> {
         let _permit = self
             .inner
-            .reads
+            .store_calls
             .acquire()
             .await
             .map_err(|_| Error::ShuttingDown)?;

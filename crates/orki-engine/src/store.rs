@@ -5,7 +5,8 @@
 //! change is on disk. The calls block; async callers run them on
 //! `spawn_blocking` (see `EngineHandle`).
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,11 +53,11 @@ pub struct HotTables<'txn> {
     subscriptions: Option<Vec<Subscription>>,
     /// Webhooks read (and changed) by attempt records in this transaction, so
     /// a batch of attempts to one webhook decodes its record once.
-    webhooks_read: std::collections::HashMap<u128, Option<WebhookRecord>>,
+    webhooks_read: HashMap<u128, Option<WebhookRecord>>,
 }
 
 /// What ingest reads of a webhook: only the fields that route an event.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct Subscription {
     id: WebhookId,
     enabled: bool,
@@ -78,7 +79,7 @@ impl<'txn> HotTables<'txn> {
             idempotency: txn.open_table(IDEMPOTENCY)?,
             failed: txn.open_table(FAILED_DELIVERIES)?,
             subscriptions: None,
-            webhooks_read: std::collections::HashMap::new(),
+            webhooks_read: HashMap::new(),
         })
     }
 
@@ -576,8 +577,8 @@ impl Store {
         }
         let health = {
             let found = match t.webhooks_read.entry(a.webhook_id.0) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(
                     t.webhooks
                         .get(a.webhook_id.0)?
                         .map(|v| decode::<WebhookRecord>(v.value(), "webhook"))
@@ -1212,13 +1213,7 @@ mod tests {
     use super::*;
     use crate::model::RequestRecord;
 
-    pub(super) fn attempt(
-        wh: WebhookId,
-        at_ms: u64,
-        ty: &str,
-        success: bool,
-        n: u64,
-    ) -> AttemptRecord {
+    fn attempt(wh: WebhookId, at_ms: u64, ty: &str, success: bool, n: u64) -> AttemptRecord {
         let at = DateTime::from_timestamp_millis(at_ms as i64).expect("time");
         AttemptRecord {
             attempt: Attempt {
@@ -1312,12 +1307,6 @@ mod tests {
         }
         assert_eq!(checked, 16);
     }
-}
-
-#[cfg(test)]
-mod json_records {
-    use super::*;
-
     /// A database written before the compact form (every record JSON) reads
     /// as before, and a pending delivery in it is recorded in the new form.
     #[test]
@@ -1339,7 +1328,7 @@ mod json_records {
             due_ms: Some(unix_ms(now)),
             test: false,
         };
-        let mut old = super::tests::attempt(webhook, unix_ms(now), "order.paid", false, 7);
+        let mut old = attempt(webhook, unix_ms(now), "order.paid", false, 7);
         old.attempt.delivery_id = delivery.id;
         old.attempt.event_id = event.id;
         let txn = store.write().expect("write");
@@ -1393,6 +1382,19 @@ mod json_records {
             Store::record_attempt_in(&mut t, &next, &encoded, None, 5).expect("record");
         }
         txn.commit().expect("commit");
+        let stored = store.read().expect("read");
+        let bytes = stored
+            .open_table(DELIVERIES)
+            .expect("table")
+            .get(delivery.id.0)
+            .expect("get")
+            .expect("found")
+            .value()
+            .to_vec();
+        assert_ne!(
+            bytes[0], b'{',
+            "the delivery was rewritten in the compact form"
+        );
         let job = store.load_job(delivery.id).expect("load").expect("found");
         assert_eq!(job.delivery.state, DeliveryState::Succeeded);
         assert_eq!(job.delivery.attempts, 2);
