@@ -457,7 +457,17 @@ async fn scenario(
             .iter()
             .map(|s| s.arrivals.lock().expect("lock").len())
             .sum();
-        if got >= expected || Instant::now() > wait_until {
+        // Duplicates do not count: wait for every delivery.
+        let complete = got >= expected && {
+            let mut distinct = HashSet::new();
+            for s in &sinks {
+                for (id, _) in s.arrivals.lock().expect("lock").iter() {
+                    distinct.insert(id.clone());
+                }
+            }
+            distinct.len() >= expected
+        };
+        if complete || Instant::now() > wait_until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -492,6 +502,10 @@ async fn scenario(
     assert_eq!(
         run.deliveries, expected,
         "{name}: every accepted event delivered to every webhook"
+    );
+    assert_eq!(
+        run.duplicates, 0,
+        "{name}: no delivery arrives twice (the sinks always answer 200)"
     );
     daemon.stop().await;
     (run, startup)

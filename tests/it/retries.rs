@@ -243,6 +243,63 @@ async fn pending_retries_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn a_retry_redelivered_by_hand_is_not_sent_again_at_its_old_time() {
+    // After a restart the queue is read back with what each retry sends; a
+    // redelivery must replace that copy, not add to it.
+    let ca = TestCa::new("Orki Test CA");
+    let rx = Receiver::start(&ca).await;
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let slow_retry = |c: &mut orki_engine::Config| {
+        c.retry = Some(crate::support::retries(vec![Duration::from_secs(2); 5]));
+    };
+    let engine = TestEngine::start(&ca, slow_retry).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let wh_id = wh["id"].as_str().expect("id").to_owned();
+    let mut events = engine.handle.subscribe();
+    let redelivered = post_id(&engine, json!({ "n": "redelivered" })).await;
+    let first = engine.next_attempt(&mut events, &wh_id, WAIT).await;
+    // Its retry comes due after the first one's old time.
+    let sentinel = post_id(&engine, json!({ "n": "sentinel" })).await;
+    engine.next_attempt(&mut events, &wh_id, WAIT).await;
+    let dir = engine.stop().await;
+    while rx.try_next().await.is_some() {}
+
+    rx.set_post(PostMode::default());
+    let engine = TestEngine::start_in(dir, &ca, slow_retry).await;
+    let delivery = first["delivery_id"].as_str().expect("delivery id");
+    let r = engine
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/deliveries/{delivery}/redeliver"),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    let now = rx.next(WAIT).await;
+    assert_eq!(now.json()["id"], redelivered.as_str());
+    // The sentinel's retry is due after the redelivered one's old due time, in
+    // the same lane: once it arrived, that old time has been passed.
+    let later = rx.next(WAIT).await;
+    assert_eq!(
+        later.json()["id"],
+        sentinel.as_str(),
+        "nothing else in between"
+    );
+    engine.stop().await;
+    while let Some(extra) = rx.try_next().await {
+        assert_ne!(
+            extra.json()["id"],
+            redelivered.as_str(),
+            "the redelivered retry was sent again at its old time"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_backlog_larger_than_the_memory_queue_is_delivered_once_each() {
     // Only 4 due entries fit in memory: the rest of the backlog waits in the
     // database and is read back as the queue drains.

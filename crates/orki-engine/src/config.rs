@@ -56,7 +56,7 @@ impl Config {
             request_timeout: Duration::from_secs(5),
             max_in_flight: 64,
             max_in_flight_per_webhook: 16,
-            queue_memory_limit: 20_000,
+            queue_memory_limit: 10_000,
         }
     }
 

@@ -32,13 +32,14 @@ pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
     let queue = engine.inner.queue.clone();
     loop {
         let now_ms = unix_ms(Utc::now());
-        if let Some(limit) = queue.reload_wanted(now_ms) {
-            match engine.blocking(move |s| s.due_entries(limit)).await {
-                Ok((entries, complete)) => {
-                    tracing::debug!(entries = entries.len(), complete, "due queue read");
-                    queue.reload(entries, complete);
+        if let Some(plan) = queue.reload_wanted(now_ms) {
+            match engine.blocking(move |s| s.due_jobs(&plan)).await {
+                Ok((jobs, complete)) => {
+                    tracing::debug!(entries = jobs.len(), complete, "due queue read");
+                    queue.reload(jobs, complete);
                 }
                 Err(e) => {
+                    queue.reload_failed();
                     tracing::error!(error = %e, "reading the due queue failed; trying again in 1 s")
                 }
             }
@@ -120,7 +121,7 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
                     due_ms,
                     delivery_id: id,
                     webhook_id: job.webhook_id,
-                    fresh: None,
+                    known: None,
                 }]);
             }
             let a = &record.attempt;
@@ -153,15 +154,16 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
 }
 
 /// What the attempt of `job` sends, or `None` when there is nothing to send: a
-/// fresh delivery to a webhook known enabled goes at once; anything else is read
-/// from the store and must still be pending at the same due time (a stale copy
-/// is dropped). A delivery whose webhook is gone or disabled is cancelled.
+/// delivery the queue knows pending, to a webhook known enabled, goes at once;
+/// anything else is read from the store and must still be pending at the same
+/// due time (a stale copy is dropped). A delivery whose webhook is gone or
+/// disabled is cancelled.
 async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
     let cached = engine.cached_webhook(job.webhook_id);
-    if let (Some(event), Some(webhook)) = (&job.fresh, &cached)
+    if let (Some(known), Some(webhook)) = (&job.known, &cached)
         && webhook.enabled
     {
-        return Some((event.clone(), webhook.clone(), 1));
+        return Some((known.event.clone(), webhook.clone(), known.attempt));
     }
     let id = job.delivery_id;
     let loaded = match engine.blocking(move |s| s.load_job(id)).await {

@@ -683,13 +683,16 @@ impl EngineHandle {
     /// Queues one delivery for a new attempt at once, whatever its state.
     pub async fn redeliver(&self, id: DeliveryId) -> Result<DeliveryRecord> {
         let now_ms = crate::store::unix_ms(Utc::now());
-        let delivery = self.blocking(move |s| s.redeliver(id, now_ms)).await?;
-        self.inner.queue.push([QueuedJob {
-            due_ms: now_ms,
-            delivery_id: id,
-            webhook_id: delivery.webhook_id,
-            fresh: None,
-        }]);
+        let (delivery, old_due_ms) = self.blocking(move |s| s.redeliver(id, now_ms)).await?;
+        self.inner.queue.requeue(
+            old_due_ms,
+            QueuedJob {
+                due_ms: now_ms,
+                delivery_id: id,
+                webhook_id: delivery.webhook_id,
+                known: None,
+            },
+        );
         tracing::info!(delivery = %id, "redelivery queued");
         Ok(delivery)
     }
@@ -724,7 +727,7 @@ impl EngineHandle {
                     due_ms: d.due_ms?,
                     delivery_id: d.id,
                     webhook_id: d.webhook_id,
-                    fresh: None,
+                    known: None,
                 })
             }));
             tracing::info!(webhook = %id, count, "failed deliveries replayed");

@@ -7,15 +7,22 @@
 //! free slot in O(log n) instead of scanning the table and stepping over the
 //! webhooks at their limit.
 //!
-//! Fresh deliveries (just accepted, never attempted) carry their event, so the
-//! first attempt reads nothing from the store. Every other entry is checked
+//! An entry whose delivery is known to be pending at that due time carries what
+//! its attempt sends ([`Known`]: the event and the attempt's number), so the
+//! attempt reads nothing from the store: fresh deliveries (pushed by the commit
+//! that accepted them), and entries read back by a reload (in one read
+//! transaction, with their deliveries and events). Every other entry is checked
 //! against the store before its attempt (still pending, same due time), so a
-//! stale copy never sends twice.
+//! stale copy never sends twice. An entry read by a reload loses what it knew
+//! when its delivery changed while the reload was reading (see
+//! [`Queue::reload_wanted`]).
 //!
 //! Memory stays bounded: past `limit` entries the queue "spills": it stops
 //! copying, and reloads the earliest entries from the table when it runs low or
-//! nothing in memory is due.
+//! nothing in memory is due. Events kept with entries are counted once each, at
+//! their real size, up to [`CACHED_EVENT_BYTES`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -23,28 +30,45 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::ids::{DeliveryId, WebhookId};
+use crate::ids::{DeliveryId, EventId, WebhookId};
 use crate::model::EventRecord;
 
-/// At most this many bytes of events are kept with fresh entries (see
+/// At most this many bytes of events are kept with queued entries (see
 /// [`footprint`]); past it, the attempt reads the event from the store.
-const CACHED_EVENT_BYTES: usize = 8 * 1024 * 1024;
+pub const CACHED_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// The memory an event kept with a queued job holds: the record, its strings and
-/// the `Arc` around it (counted for each job that keeps it, to stay on the safe side).
-fn footprint(event: &EventRecord) -> usize {
+/// The memory an event kept with queued jobs holds: the record, its strings and
+/// the `Arc` around it, plus its count in the queue's table of kept events.
+pub fn footprint(event: &EventRecord) -> usize {
     std::mem::size_of::<EventRecord>()
         + 2 * std::mem::size_of::<usize>()
         + event.payload.capacity()
         + event.event_type.capacity()
         + event.idempotency_key.as_ref().map_or(0, String::capacity)
+        + std::mem::size_of::<(EventId, usize)>()
 }
 
 /// While spilled with nothing due in memory, the table is read again this often.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
-/// An entry of the `due_v1` table: `(due unix ms, delivery, webhook)`.
-pub type DueEntry = (u64, DeliveryId, WebhookId);
+/// What a reload reads: the table's first `limit` entries, and what is known of
+/// each delivery not in `known` (those the queue already knows).
+#[derive(Debug)]
+pub struct ReloadPlan {
+    /// How many entries to read.
+    pub limit: usize,
+    /// Deliveries whose event and attempt number the queue holds.
+    pub known: HashSet<DeliveryId>,
+}
+
+/// What the attempt of a delivery known pending at its due time sends.
+#[derive(Debug, Clone)]
+pub struct Known {
+    /// The event.
+    pub event: Arc<EventRecord>,
+    /// The attempt's number (1 for a fresh delivery).
+    pub attempt: u32,
+}
 
 /// A delivery waiting for an attempt.
 #[derive(Debug, Clone)]
@@ -55,13 +79,14 @@ pub struct QueuedJob {
     pub delivery_id: DeliveryId,
     /// Its webhook.
     pub webhook_id: WebhookId,
-    /// For a just-accepted delivery: its event; the attempt is its first.
-    pub fresh: Option<Arc<EventRecord>>,
+    /// When the delivery is known pending at `due_ms`: what its attempt sends.
+    /// `None`: the attempt reads the delivery and checks it first.
+    pub known: Option<Known>,
 }
 
 #[derive(Default)]
 struct Lane {
-    jobs: BTreeMap<(u64, DeliveryId), Option<Arc<EventRecord>>>,
+    jobs: BTreeMap<(u64, DeliveryId), Option<Known>>,
     /// Requests in flight to this webhook.
     busy: usize,
     /// Its key in `State::ready`, when it is there.
@@ -78,6 +103,8 @@ struct State {
     /// Deliveries taken and not yet recorded: a copy of one of them is dropped.
     unrecorded: HashSet<DeliveryId>,
     queued: usize,
+    /// Events kept with queued jobs, with how many jobs keep each.
+    kept: HashMap<EventId, usize>,
     cached_bytes: usize,
     /// Some entries of the table are not in memory.
     spilled: bool,
@@ -85,6 +112,53 @@ struct State {
     missed: u64,
     /// When the last reload began.
     last_reload: Option<Instant>,
+    /// A reload is reading the table.
+    reloading: bool,
+    /// Deliveries recorded, cancelled or moved since the reload began: what it
+    /// read of them may be out of date.
+    touched: HashSet<DeliveryId>,
+    /// A webhook's entries were dropped since the last reload began.
+    touched_all: bool,
+}
+
+impl State {
+    /// Notes that a delivery changed, for the reload reading the table.
+    fn touch(&mut self, delivery: DeliveryId) {
+        if self.reloading {
+            self.touched.insert(delivery);
+        }
+    }
+
+    /// Counts the event of a job coming into the queue; `false` (and nothing
+    /// counted) when it would pass [`CACHED_EVENT_BYTES`].
+    fn keep(&mut self, event: &EventRecord) -> bool {
+        match self.kept.entry(event.id) {
+            Entry::Occupied(mut o) => {
+                *o.get_mut() += 1;
+                true
+            }
+            Entry::Vacant(v) => {
+                let bytes = footprint(event);
+                if self.cached_bytes + bytes > CACHED_EVENT_BYTES {
+                    return false;
+                }
+                self.cached_bytes += bytes;
+                v.insert(1);
+                true
+            }
+        }
+    }
+
+    /// Uncounts the event of a job leaving the queue.
+    fn release(&mut self, event: &EventRecord) {
+        if let Entry::Occupied(mut o) = self.kept.entry(event.id) {
+            *o.get_mut() -= 1;
+            if *o.get() == 0 {
+                o.remove();
+                self.cached_bytes -= footprint(event);
+            }
+        }
+    }
 }
 
 /// The queue, shared by the engine (which feeds it after each commit) and the
@@ -141,23 +215,21 @@ impl Queue {
             s.missed += 1;
             return false;
         }
-        if let Some(event) = &job.fresh {
-            let bytes = footprint(event);
-            if s.cached_bytes + bytes > CACHED_EVENT_BYTES {
-                job.fresh = None;
-            } else {
-                s.cached_bytes += bytes;
-            }
-        }
-        let lane = s.lanes.entry(job.webhook_id).or_default();
         let key = (job.due_ms, job.delivery_id);
-        if lane.jobs.contains_key(&key) {
-            if let Some(event) = job.fresh {
-                s.cached_bytes -= footprint(&event);
-            }
+        if s.lanes
+            .get(&job.webhook_id)
+            .is_some_and(|lane| lane.jobs.contains_key(&key))
+        {
             return false;
         }
-        lane.jobs.insert(key, job.fresh);
+        if job.known.as_ref().is_some_and(|k| !s.keep(&k.event)) {
+            job.known = None;
+        }
+        s.lanes
+            .entry(job.webhook_id)
+            .or_default()
+            .jobs
+            .insert(key, job.known);
         s.queued += 1;
         self.reindex(s, job.webhook_id)
     }
@@ -204,7 +276,7 @@ impl Queue {
                 return (jobs, Some(due));
             }
             let popped = s.lanes.get_mut(&webhook).and_then(|l| l.jobs.pop_first());
-            let Some(((due_ms, delivery_id), fresh)) = popped else {
+            let Some(((due_ms, delivery_id), known)) = popped else {
                 s.ready.remove(&(due, webhook));
                 if let Some(lane) = s.lanes.get_mut(&webhook) {
                     lane.ready_key = None;
@@ -212,8 +284,8 @@ impl Queue {
                 continue;
             };
             s.queued -= 1;
-            if let Some(event) = &fresh {
-                s.cached_bytes -= footprint(event);
+            if let Some(k) = &known {
+                s.release(&k.event);
             }
             if s.unrecorded.insert(delivery_id) {
                 if let Some(lane) = s.lanes.get_mut(&webhook) {
@@ -224,7 +296,7 @@ impl Queue {
                     due_ms,
                     delivery_id,
                     webhook_id: webhook,
-                    fresh,
+                    known,
                 });
             }
             // else: a copy of a delivery whose attempt is running; that attempt
@@ -252,31 +324,66 @@ impl Queue {
     /// The attempt of a taken job is recorded (or it was dropped): a later copy
     /// of it may run again.
     pub fn recorded(&self, delivery: DeliveryId) {
-        self.lock().unrecorded.remove(&delivery);
+        let mut s = self.lock();
+        s.unrecorded.remove(&delivery);
+        s.touch(delivery);
+    }
+
+    /// A delivery was put back in the table at `job.due_ms` (redelivered by
+    /// hand), replacing its entry at `old_due_ms`: that copy is dropped.
+    pub fn requeue(&self, old_due_ms: Option<u64>, job: QueuedJob) {
+        {
+            let mut s = self.lock();
+            s.touch(job.delivery_id);
+            if let Some(old) = old_due_ms {
+                let removed = s
+                    .lanes
+                    .get_mut(&job.webhook_id)
+                    .and_then(|lane| lane.jobs.remove(&(old, job.delivery_id)));
+                if let Some(known) = removed {
+                    s.queued -= 1;
+                    if let Some(k) = known {
+                        s.release(&k.event);
+                    }
+                    self.reindex(&mut s, job.webhook_id);
+                }
+            }
+        }
+        self.push([job]);
     }
 
     /// Drops the queued entries of a webhook (deleted or disabled; the table's
     /// entries were cancelled in the same commit).
     pub fn forget_webhook(&self, webhook: WebhookId) {
-        self.clear_lane(&mut self.lock(), webhook);
+        let mut s = self.lock();
+        s.touched_all |= s.reloading;
+        self.clear_lane(&mut s, webhook);
     }
 
-    /// Drops a lane's queued jobs (its requests in flight stay counted).
-    fn clear_lane(&self, s: &mut State, webhook: WebhookId) {
+    /// Drops a lane's queued jobs (its requests in flight stay counted); returns
+    /// what they knew.
+    fn clear_lane(&self, s: &mut State, webhook: WebhookId) -> Vec<(DeliveryId, Known)> {
         let Some(lane) = s.lanes.get_mut(&webhook) else {
-            return;
+            return Vec::new();
         };
         let jobs = std::mem::take(&mut lane.jobs);
         s.queued -= jobs.len();
-        s.cached_bytes -= jobs.values().flatten().map(|e| footprint(e)).sum::<usize>();
+        let known: Vec<(DeliveryId, Known)> = jobs
+            .into_iter()
+            .filter_map(|((_, id), k)| Some((id, k?)))
+            .collect();
+        for (_, k) in &known {
+            s.release(&k.event);
+        }
         self.reindex(s, webhook);
+        known
     }
 
     /// When the queue spilled and needs the table's earliest entries (it runs
     /// low, or nothing in memory is due at `now_ms` and a second has passed since
-    /// the last reload): returns how many to read, and starts counting the
-    /// entries it misses meanwhile.
-    pub fn reload_wanted(&self, now_ms: u64) -> Option<usize> {
+    /// the last reload): returns what to read, and starts counting the entries
+    /// it misses and the deliveries that change meanwhile.
+    pub fn reload_wanted(&self, now_ms: u64) -> Option<ReloadPlan> {
         let mut s = self.lock();
         if !s.spilled {
             return None;
@@ -292,7 +399,20 @@ impl Queue {
         }
         s.missed = 0;
         s.last_reload = Some(Instant::now());
-        Some(self.limit)
+        s.reloading = true;
+        s.touched.clear();
+        s.touched_all = false;
+        let known = s
+            .lanes
+            .values()
+            .flat_map(|lane| lane.jobs.iter())
+            .filter(|(_, k)| k.is_some())
+            .map(|((_, id), _)| *id)
+            .collect();
+        Some(ReloadPlan {
+            limit: self.limit,
+            known,
+        })
     }
 
     /// Some entries of the table may be missing from memory (an attempt could
@@ -304,30 +424,45 @@ impl Queue {
     }
 
     /// Replaces the memory copy with the table's earliest entries (read after
-    /// [`Queue::reload_wanted`]); `complete` when that was all of the table.
-    pub fn reload(&self, entries: Vec<DueEntry>, complete: bool) {
+    /// [`Queue::reload_wanted`], with what is known of those not in its
+    /// `known`); `complete` when that was all of the table. An entry whose
+    /// delivery changed since the reload began, or whose attempt is running, is
+    /// checked before its attempt.
+    pub fn reload(&self, jobs: Vec<QueuedJob>, complete: bool) {
         {
             let mut s = self.lock();
             let webhooks: Vec<WebhookId> = s.lanes.keys().copied().collect();
+            let mut before: HashMap<DeliveryId, Known> = HashMap::new();
             for w in webhooks {
-                self.clear_lane(&mut s, w);
+                before.extend(self.clear_lane(&mut s, w));
             }
             let missed = s.missed;
             s.spilled = false;
-            for (due_ms, delivery_id, webhook_id) in entries {
-                self.insert(
-                    &mut s,
-                    QueuedJob {
-                        due_ms,
-                        delivery_id,
-                        webhook_id,
-                        fresh: None,
-                    },
-                );
+            for mut job in jobs {
+                // Read before its attempt ended: a copy that would send again.
+                let changed = s.touched_all
+                    || s.touched.contains(&job.delivery_id)
+                    || s.unrecorded.contains(&job.delivery_id);
+                if changed {
+                    job.known = None;
+                } else if job.known.is_none() {
+                    job.known = before.remove(&job.delivery_id);
+                }
+                self.insert(&mut s, job);
             }
             s.spilled = !complete || missed > 0 || s.spilled;
+            s.reloading = false;
+            s.touched.clear();
         }
         self.wake.notify_one();
+    }
+
+    /// The reload's read failed: the queue stays spilled and tries again later.
+    pub fn reload_failed(&self) {
+        let mut s = self.lock();
+        s.reloading = false;
+        s.touched.clear();
+        s.touched_all = false;
     }
 
     /// Whether some of the table's entries are not in memory.
@@ -352,7 +487,7 @@ mod tests {
             due_ms,
             delivery_id: DeliveryId::generate(),
             webhook_id: WebhookId(webhook),
-            fresh: None,
+            known: None,
         }
     }
 
@@ -411,13 +546,10 @@ mod tests {
         assert!(q.spilled());
         assert_eq!(q.len().0, 3);
         // Something is queued and due: no reload yet (it is not running low).
-        assert_eq!(q.reload_wanted(100), None);
+        assert!(q.reload_wanted(100).is_none());
         let want = q.reload_wanted(0).expect("spilled and nothing due");
-        assert_eq!(want, 3);
-        let earliest: Vec<_> = [1u64, 5, 6]
-            .iter()
-            .map(|&d| (d, DeliveryId::generate(), WebhookId(1)))
-            .collect();
+        assert_eq!(want.limit, 3);
+        let earliest: Vec<_> = [1u64, 5, 6].iter().map(|&d| job(d, 1)).collect();
         q.reload(earliest, false);
         assert!(q.spilled(), "the table had more");
         let (jobs, _) = q.take(100);
@@ -429,6 +561,148 @@ mod tests {
         q.push([job(9, 1)]);
         q.reload(Vec::new(), true);
         assert!(q.spilled());
+    }
+
+    fn event(n: usize) -> Arc<EventRecord> {
+        Arc::new(EventRecord {
+            id: EventId::generate(),
+            event_type: "message.created".into(),
+            created_at: chrono::Utc::now(),
+            payload: "x".repeat(n),
+            test: false,
+            idempotency_key: None,
+        })
+    }
+
+    fn known(due_ms: u64, webhook: u128, event: &Arc<EventRecord>, attempt: u32) -> QueuedJob {
+        QueuedJob {
+            known: Some(Known {
+                event: event.clone(),
+                attempt,
+            }),
+            ..job(due_ms, webhook)
+        }
+    }
+
+    #[test]
+    fn an_event_kept_by_many_jobs_is_counted_once() {
+        let q = loaded(100, 100, 100);
+        let e = event(1000);
+        q.push((0..10u128).map(|w| known(1, w, &e, 1)));
+        assert_eq!(q.lock().cached_bytes, footprint(&e));
+        let (jobs, _) = q.take(5);
+        assert_eq!(jobs.len(), 10);
+        assert!(jobs.iter().all(|j| j.known.is_some()));
+        assert_eq!(q.lock().cached_bytes, 0);
+        assert!(q.lock().kept.is_empty());
+    }
+
+    #[test]
+    fn events_past_the_byte_limit_are_not_kept() {
+        let q = loaded(10_000, 10_000, 10_000);
+        let big = CACHED_EVENT_BYTES / 3;
+        q.push((0..5).map(|n| known(n, 1, &event(big), 1)));
+        let (jobs, _) = q.take(10);
+        let kept = jobs.iter().filter(|j| j.known.is_some()).count();
+        assert_eq!(kept, 2, "two fit in the limit, the rest are read when due");
+        assert_eq!(q.lock().cached_bytes, 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_what_it_knew_unless_the_delivery_changed_meanwhile() {
+        let q = loaded(100, 100, 2);
+        let e = event(10);
+        let (a, b) = (known(1, 1, &e, 1), known(2, 1, &e, 1));
+        let (c, d) = (job(3, 1), job(4, 1));
+        q.push([a.clone(), b.clone(), c.clone()]);
+        assert!(q.spilled());
+        let plan = q.reload_wanted(0).expect("spilled, nothing due");
+        assert!(plan.known.contains(&a.delivery_id) && plan.known.contains(&b.delivery_id));
+        // While the table is read: `b` is recorded (and queued again later).
+        q.recorded(b.delivery_id);
+        let read = |j: &QueuedJob, attempt| QueuedJob {
+            known: (!plan.known.contains(&j.delivery_id)).then(|| Known {
+                event: e.clone(),
+                attempt,
+            }),
+            ..j.clone()
+        };
+        q.reload(
+            vec![read(&a, 1), read(&b, 1), read(&c, 3), read(&d, 2)],
+            true,
+        );
+        let (jobs, _) = q.take(10);
+        let known: Vec<(u64, Option<u32>)> = jobs
+            .iter()
+            .map(|j| (j.due_ms, j.known.as_ref().map(|k| k.attempt)))
+            .collect();
+        // `a` kept what the queue knew; `b` must be checked; the limit is 2.
+        assert_eq!(known, vec![(1, Some(1)), (2, None)]);
+        assert!(q.spilled(), "the limit cut the reload");
+    }
+
+    #[test]
+    fn a_reload_read_during_an_attempt_does_not_send_it_again() {
+        let q = loaded(100, 100, 1);
+        let d = job(1, 1);
+        q.push([d.clone(), job(2, 1)]);
+        assert_eq!(q.take(10).0.len(), 1, "its attempt is running");
+        let _plan = q.reload_wanted(0).expect("spilled and low");
+        // The table still holds its entry: the attempt is not recorded yet.
+        let e = event(10);
+        q.reload(
+            vec![QueuedJob {
+                known: Some(Known {
+                    event: e.clone(),
+                    attempt: 1,
+                }),
+                ..d.clone()
+            }],
+            true,
+        );
+        q.request_done(d.webhook_id);
+        q.recorded(d.delivery_id);
+        let (jobs, _) = q.take(10);
+        assert!(
+            jobs.iter().all(|j| j.known.is_none()),
+            "the copy read before the record is checked against the store"
+        );
+    }
+
+    #[test]
+    fn a_webhook_forgotten_during_a_reload_leaves_nothing_known() {
+        let q = loaded(100, 100, 1);
+        q.push([job(1, 1), job(2, 2)]);
+        let _plan = q.reload_wanted(0).expect("spilled");
+        q.forget_webhook(WebhookId(3));
+        let e = event(10);
+        q.reload(vec![known(1, 2, &e, 4)], true);
+        let (jobs, _) = q.take(10);
+        assert_eq!(jobs.len(), 1);
+        assert!(jobs[0].known.is_none(), "checked against the store first");
+    }
+
+    #[test]
+    fn a_redelivery_replaces_the_queued_copy() {
+        let q = loaded(100, 100, 100);
+        let e = event(10);
+        let old = known(50, 1, &e, 3);
+        q.push([old.clone()]);
+        q.requeue(
+            Some(50),
+            QueuedJob {
+                due_ms: 5,
+                delivery_id: old.delivery_id,
+                webhook_id: WebhookId(1),
+                known: None,
+            },
+        );
+        let (jobs, next) = q.take(100);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].due_ms, 5);
+        assert!(jobs[0].known.is_none());
+        assert_eq!(next, None, "the old copy at 50 is gone");
+        assert_eq!(q.lock().cached_bytes, 0);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::model::{
     Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
     IdempotencyRecord, RequestView, WebhookRecord,
 };
-use crate::queue::{DueEntry, QueuedJob};
+use crate::queue::{CACHED_EVENT_BYTES, Known, QueuedJob, ReloadPlan, footprint};
 use crate::settings::Settings;
 use crate::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
@@ -430,7 +430,10 @@ impl Store {
                 due_ms,
                 delivery_id: delivery.id,
                 webhook_id,
-                fresh: Some(event.clone()),
+                known: Some(Known {
+                    event: event.clone(),
+                    attempt: 1,
+                }),
             });
         }
         let count = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
@@ -464,18 +467,60 @@ impl Store {
 
     // ----- the due queue -----
 
-    /// The earliest `limit` entries of the due queue, and whether that was all.
-    pub fn due_entries(&self, limit: usize) -> Result<(Vec<DueEntry>, bool)> {
+    /// The earliest `plan.limit` entries of the due queue, and whether that was
+    /// all, read in one transaction. Each delivery not in `plan.known` comes
+    /// with what its attempt sends (its event, read once however many
+    /// deliveries share it, and its attempt number) while the events fit in
+    /// [`CACHED_EVENT_BYTES`]; past that, or when its records do not agree with
+    /// the entry, without.
+    pub fn due_jobs(&self, plan: &ReloadPlan) -> Result<(Vec<QueuedJob>, bool)> {
         let txn = self.read()?;
         let due = txn.open_table(DUE)?;
-        let mut out = Vec::with_capacity(limit.min(100_000));
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let events = txn.open_table(EVENTS)?;
+        let mut read: HashMap<EventId, Option<Arc<EventRecord>>> = HashMap::new();
+        let mut event_bytes = 0;
+        let mut out = Vec::with_capacity(plan.limit.min(100_000));
         for entry in due.iter()? {
-            if out.len() >= limit {
+            if out.len() >= plan.limit {
                 return Ok((out, false));
             }
             let (k, v) = entry?;
             let (due_ms, delivery) = k.value();
-            out.push((due_ms, DeliveryId(delivery), WebhookId(v.value())));
+            let mut job = QueuedJob {
+                due_ms,
+                delivery_id: DeliveryId(delivery),
+                webhook_id: WebhookId(v.value()),
+                known: None,
+            };
+            if event_bytes < CACHED_EVENT_BYTES && !plan.known.contains(&job.delivery_id) {
+                let record: Option<DeliveryRecord> = deliveries
+                    .get(delivery)?
+                    .map(|v| decode(v.value(), "delivery"))
+                    .transpose()?;
+                if let Some(d) = record
+                    && d.state == DeliveryState::Pending
+                    && d.due_ms == Some(due_ms)
+                {
+                    let event = match read.entry(d.event_id) {
+                        Entry::Occupied(o) => o.get().clone(),
+                        Entry::Vacant(slot) => {
+                            let event = events
+                                .get(d.event_id.0)?
+                                .map(|v| decode::<EventRecord>(v.value(), "event"))
+                                .transpose()?
+                                .map(Arc::new);
+                            event_bytes += event.as_deref().map_or(0, footprint);
+                            slot.insert(event).clone()
+                        }
+                    };
+                    job.known = event.map(|event| Known {
+                        event,
+                        attempt: d.attempts + 1,
+                    });
+                }
+            }
+            out.push(job);
         }
         Ok((out, true))
     }
@@ -723,8 +768,9 @@ impl Store {
     }
 
     /// Queues a delivery for an attempt now, whatever its state (pending, succeeded,
-    /// failed or cancelled). Its webhook must exist and be enabled.
-    pub fn redeliver(&self, id: DeliveryId, now_ms: u64) -> Result<DeliveryRecord> {
+    /// failed or cancelled). Its webhook must exist and be enabled. Also returns
+    /// the due time it had (its entry in the queue until now), if any.
+    pub fn redeliver(&self, id: DeliveryId, now_ms: u64) -> Result<(DeliveryRecord, Option<u64>)> {
         let txn = self.write()?;
         let delivery = {
             let mut deliveries = txn.open_table(DELIVERIES)?;
@@ -758,9 +804,10 @@ impl Store {
                 }
                 Some(_) => {}
             }
+            let old_due_ms = delivery.due_ms;
             requeue_at(&txn, &mut delivery, now_ms)?;
             deliveries.insert(id.0, encode(&delivery)?.as_slice())?;
-            delivery
+            (delivery, old_due_ms)
         };
         txn.commit()?;
         Ok(delivery)
