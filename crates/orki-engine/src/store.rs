@@ -1456,6 +1456,85 @@ mod tests {
         );
     }
 
+    /// A reload reads the earliest due entries with what their attempts send:
+    /// each event once, the attempt number from the delivery; not for a
+    /// delivery the queue already knows, nor for one whose record disagrees
+    /// with its entry.
+    #[test]
+    fn a_reload_reads_each_event_once_and_skips_what_the_queue_knows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("t.redb")).expect("open");
+        let now = Utc::now();
+        let event = NewEvent::new("order.paid", r#"{"n":1}"#, None, now)
+            .expect("event")
+            .event;
+        let due = unix_ms(now);
+        let delivery = |attempts: u32, due_ms: Option<u64>| DeliveryRecord {
+            id: DeliveryId::generate(),
+            event_id: event.id,
+            webhook_id: WebhookId::generate(),
+            event_type: event.event_type.clone(),
+            created_at: now,
+            attempts,
+            state: DeliveryState::Pending,
+            due_ms,
+            test: false,
+        };
+        // Due in this order: fresh, retried twice, known to the queue, and one
+        // whose record no longer says it is due then.
+        let all = [
+            delivery(0, Some(due)),
+            delivery(2, Some(due + 1)),
+            delivery(0, Some(due + 2)),
+            delivery(1, Some(due + 99)),
+        ];
+        let txn = store.write().expect("write");
+        {
+            let mut t = HotTables::open(&txn).expect("tables");
+            t.events
+                .insert(event.id.0, encode(&*event).expect("encode").as_slice())
+                .expect("event");
+            for (n, d) in all.iter().enumerate() {
+                t.deliveries
+                    .insert(d.id.0, encode(d).expect("encode").as_slice())
+                    .expect("delivery");
+                t.due
+                    .insert((due + n as u64, d.id.0), d.webhook_id.0)
+                    .expect("due");
+            }
+        }
+        txn.commit().expect("commit");
+
+        let plan = ReloadPlan {
+            limit: 10,
+            known: HashSet::from([all[2].id]),
+        };
+        let (jobs, complete) = store.due_jobs(&plan).expect("read");
+        assert!(complete);
+        let ids: Vec<DeliveryId> = jobs.iter().map(|j| j.delivery_id).collect();
+        assert_eq!(ids, all.iter().map(|d| d.id).collect::<Vec<_>>());
+        let attempts: Vec<Option<u32>> = jobs
+            .iter()
+            .map(|j| j.known.as_ref().map(|k| k.attempt))
+            .collect();
+        assert_eq!(attempts, [Some(1), Some(3), None, None]);
+        let (a, b) = (
+            jobs[0].known.as_ref().expect("known"),
+            jobs[1].known.as_ref().expect("known"),
+        );
+        assert!(Arc::ptr_eq(&a.event, &b.event), "the event is read once");
+        assert_eq!(a.event.payload, event.payload);
+
+        let (first, complete) = store
+            .due_jobs(&ReloadPlan {
+                limit: 2,
+                known: HashSet::new(),
+            })
+            .expect("read");
+        assert_eq!(first.len(), 2);
+        assert!(!complete, "the table has more");
+    }
+
     /// The JSON form every record had before the compact one.
     fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
         serde_json::to_vec(value).expect("json")
