@@ -221,7 +221,10 @@ pub async fn send(
     headers.insert("X-Orki-Event".to_owned(), event.event_type.clone());
     headers.insert("X-Orki-Delivery".to_owned(), delivery_id.to_string());
 
-    let mut request = out.client().post(&webhook.url);
+    let mut request = match webhook.parsed_url() {
+        Some(url) => out.client().post(url),
+        None => out.client().post(&webhook.url),
+    };
     for (name, value) in &headers {
         request = request.header(name, value);
     }
@@ -255,7 +258,7 @@ pub async fn send(
         _ => None,
     };
     if let Some(class) = error_class {
-        tracing::debug!(url = %url::Url::parse(&webhook.url).map(|u| redacted(&u)).unwrap_or_default(), error = class.as_str(), "delivery attempt failed");
+        tracing::debug!(url = %webhook.parsed_url().map(|u| redacted(&u)).unwrap_or_default(), error = class.as_str(), "delivery attempt failed");
     }
     let response = status.map(|s| ResponseRecord {
         status: s,

@@ -468,6 +468,7 @@ impl EngineHandle {
             consecutive_failures: 0,
             last_attempt_at: None,
             last_status_code: None,
+            parsed_url: std::sync::OnceLock::new(),
         };
         let saved = record.clone();
         self.blocking(move |s| s.insert_webhook(&saved)).await?;

@@ -1,6 +1,7 @@
 //! Records as stored in redb, and the views the API shows.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,9 +32,26 @@ pub struct WebhookRecord {
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// The HTTP status of the last (non-test) attempt, if one came back.
     pub last_status_code: Option<u16>,
+    /// `url` parsed, made once and reused by every delivery (not stored). It
+    /// keeps the text it was parsed from, so a changed `url` is parsed again.
+    #[serde(skip)]
+    pub parsed_url: OnceLock<(String, Option<url::Url>)>,
 }
 
 impl WebhookRecord {
+    /// `url`, parsed; `None` if it does not parse (it did when registered).
+    pub fn parsed_url(&self) -> Option<url::Url> {
+        match self.parsed_url.get() {
+            Some((text, parsed)) if *text == self.url => parsed.clone(),
+            Some(_) => url::Url::parse(&self.url).ok(),
+            None => self
+                .parsed_url
+                .get_or_init(|| (self.url.clone(), url::Url::parse(&self.url).ok()))
+                .1
+                .clone(),
+        }
+    }
+
     /// The public view. The verify token is shown only when `reveal_token` is set
     /// (single-webhook answers), never in lists.
     pub fn view(&self, warning_threshold: u32, reveal_token: bool) -> Webhook {
@@ -287,4 +305,37 @@ pub struct Accepted {
     /// This is the stored answer to an earlier request with the same Idempotency-Key.
     #[serde(skip)]
     pub replayed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsed_url_follows_a_changed_url() {
+        let now = Utc::now();
+        let mut w = WebhookRecord {
+            id: WebhookId::generate(),
+            url: "https://a.example/hook".into(),
+            verify_token: Secret::new("token"),
+            events: vec!["order.paid".into()],
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+            consecutive_failures: 0,
+            last_attempt_at: None,
+            last_status_code: None,
+            parsed_url: OnceLock::new(),
+        };
+        let first = w.parsed_url().expect("parses");
+        assert_eq!(first.host_str(), Some("a.example"));
+        w.url = "https://b.example/other".into();
+        let copy = w.clone();
+        assert_eq!(copy.parsed_url().expect("parses").path(), "/other");
+        w.url = "not a url".into();
+        assert_eq!(w.parsed_url(), None);
+        // Not stored: a record read back parses its own URL.
+        let json = serde_json::to_string(&copy).expect("json");
+        assert!(!json.contains("parsed_url"));
+    }
 }
