@@ -209,16 +209,8 @@ async fn warning_is_visible_in_the_api_while_failing() {
 #[tokio::test]
 async fn pending_retries_survive_a_restart() {
     let ca = TestCa::new("Orki Test CA");
-    let rx = Receiver::start(&ca).await;
-    rx.set_post(PostMode {
-        status: 503,
-        ..PostMode::default()
-    });
-    let slow_retry = |c: &mut orki_engine::Config| {
-        c.retry = Some(crate::support::retries(vec![Duration::from_millis(800); 5]));
-    };
-    let engine = TestEngine::start(&ca, slow_retry).await;
-    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let every = Duration::from_millis(800);
+    let (rx, engine, wh_id) = failing_webhook(&ca, every).await;
     let mut events = engine.handle.subscribe();
     let accepted: Value = engine
         .post_event("message.created", json!({"keep": "me"}))
@@ -226,14 +218,12 @@ async fn pending_retries_survive_a_restart() {
         .json()
         .await
         .expect("json");
-    let first = engine
-        .next_attempt(&mut events, wh["id"].as_str().expect("id"), WAIT)
-        .await;
+    let first = engine.next_attempt(&mut events, &wh_id, WAIT).await;
     assert_eq!(first["success"], false);
     let dir = engine.stop().await;
 
     rx.set_post(PostMode::default());
-    let engine = TestEngine::start_in(dir, &ca, slow_retry).await;
+    let engine = TestEngine::start_in(dir, &ca, retry_every(every)).await;
     assert_eq!(engine.handle.pending_deliveries().await.expect("count"), 1);
     // The 503 answer from before the restart, then the retry made by the new engine.
     assert_eq!(rx.next(WAIT).await.answered, 503);
@@ -247,17 +237,8 @@ async fn a_retry_redelivered_by_hand_is_not_sent_again_at_its_old_time() {
     // After a restart the queue is read back with what each retry sends; a
     // redelivery must replace that copy, not add to it.
     let ca = TestCa::new("Orki Test CA");
-    let rx = Receiver::start(&ca).await;
-    rx.set_post(PostMode {
-        status: 503,
-        ..PostMode::default()
-    });
-    let slow_retry = |c: &mut orki_engine::Config| {
-        c.retry = Some(crate::support::retries(vec![Duration::from_secs(2); 5]));
-    };
-    let engine = TestEngine::start(&ca, slow_retry).await;
-    let wh = engine.register_ok(&rx, &["message.created"]).await;
-    let wh_id = wh["id"].as_str().expect("id").to_owned();
+    let every = Duration::from_secs(2);
+    let (rx, engine, wh_id) = failing_webhook(&ca, every).await;
     let mut events = engine.handle.subscribe();
     let redelivered = post_id(&engine, json!({ "n": "redelivered" })).await;
     let first = engine.next_attempt(&mut events, &wh_id, WAIT).await;
@@ -268,7 +249,7 @@ async fn a_retry_redelivered_by_hand_is_not_sent_again_at_its_old_time() {
     while rx.try_next().await.is_some() {}
 
     rx.set_post(PostMode::default());
-    let engine = TestEngine::start_in(dir, &ca, slow_retry).await;
+    let engine = TestEngine::start_in(dir, &ca, retry_every(every)).await;
     let delivery = first["delivery_id"].as_str().expect("delivery id");
     let r = engine
         .admin(
@@ -435,4 +416,23 @@ async fn post_id(engine: &TestEngine, data: Value) -> String {
         .await
         .expect("json");
     accepted["id"].as_str().expect("id").to_owned()
+}
+
+/// Retries every `every`, five times, without jitter.
+fn retry_every(every: Duration) -> impl Fn(&mut orki_engine::Config) + Copy {
+    move |c| c.retry = Some(crate::support::retries(vec![every; 5]))
+}
+
+/// A receiver that answers deliveries with 503, an engine retrying every
+/// `every`, and the id of the webhook registered to that receiver.
+async fn failing_webhook(ca: &TestCa, every: Duration) -> (Receiver, TestEngine, String) {
+    let rx = Receiver::start(ca).await;
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    let engine = TestEngine::start(ca, retry_every(every)).await;
+    let wh = engine.register_ok(&rx, &["message.created"]).await;
+    let id = wh["id"].as_str().expect("id").to_owned();
+    (rx, engine, id)
 }
