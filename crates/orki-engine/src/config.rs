@@ -34,7 +34,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Attempts in flight at once, over all webhooks.
     pub max_in_flight: usize,
-    /// Attempts in flight at once to one webhook.
+    /// Attempts in flight at once to one webhook (twice that while it is the
+    /// only webhook with deliveries waiting or in flight).
     pub max_in_flight_per_webhook: usize,
     /// Most due-queue entries kept in memory; past it the scheduler reads the
     /// earliest ones from the database again as it goes.

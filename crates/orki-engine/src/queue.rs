@@ -225,33 +225,49 @@ impl Queue {
         if job.known.as_ref().is_some_and(|k| !s.keep(&k.event)) {
             job.known = None;
         }
+        let lanes_before = s.lanes.len();
         s.lanes
             .entry(job.webhook_id)
             .or_default()
             .jobs
             .insert(key, job.known);
         s.queued += 1;
+        if lanes_before == 1 && s.lanes.len() == 2 {
+            // A second webhook has work: the first one is back to its own share.
+            let first = s.lanes.keys().copied().find(|w| *w != job.webhook_id);
+            if let Some(first) = first {
+                self.reindex(s, first);
+            }
+        }
         self.reindex(s, job.webhook_id)
     }
 
     /// Puts the lane in `ready` under its first due time when it has a free slot.
     /// Returns whether it became ready or earlier.
     fn reindex(&self, s: &mut State, webhook: WebhookId) -> bool {
+        let limit = self.lane_limit(s.lanes.len());
         let Some(lane) = s.lanes.get_mut(&webhook) else {
             return false;
         };
         let old = lane.ready_key.take();
-        let new = if lane.busy < self.per_webhook {
+        let new = if lane.busy < limit {
             lane.jobs.keys().next().map(|(due, _)| *due)
         } else {
             None
         };
         lane.ready_key = new;
+        let mut woke = false;
         if lane.jobs.is_empty() && lane.busy == 0 {
             s.lanes.remove(&webhook);
+            // The one webhook left with work may now use more slots.
+            if let Some(&other) = s.lanes.keys().next()
+                && s.lanes.len() == 1
+            {
+                woke = self.reindex(s, other);
+            }
         }
         if old == new {
-            return false;
+            return woke;
         }
         if let Some(due) = old {
             s.ready.remove(&(due, webhook));
@@ -259,7 +275,19 @@ impl Queue {
         if let Some(due) = new {
             s.ready.insert((due, webhook));
         }
-        new.is_some_and(|n| old.is_none_or(|o| n < o))
+        woke || new.is_some_and(|n| old.is_none_or(|o| n < o))
+    }
+
+    /// Requests in flight one webhook may have: `per_webhook`, or twice that
+    /// while it is the only webhook with work (`lanes` counts the webhooks with
+    /// jobs queued or requests in flight), so one busy endpoint keeps pace with
+    /// ingest without holding slots another webhook needs.
+    fn lane_limit(&self, lanes: usize) -> usize {
+        if lanes <= 1 {
+            (2 * self.per_webhook).min(self.total)
+        } else {
+            self.per_webhook
+        }
     }
 
     /// Takes the due jobs that may start now (within both limits), oldest due
@@ -510,6 +538,27 @@ mod tests {
         q.request_done(WebhookId(1));
         let (jobs, _) = q.take(50);
         assert_eq!(jobs.iter().map(|j| j.due_ms).collect::<Vec<_>>(), vec![30]);
+    }
+
+    #[test]
+    fn a_lone_webhook_may_use_twice_its_share_until_another_has_work() {
+        let q = loaded(10, 2, 100);
+        q.push((0..6).map(|d| job(d, 1)));
+        assert_eq!(q.take(50).0.len(), 4, "alone: twice its share");
+        q.push([job(1, 2), job(2, 2)]);
+        // Webhook 1 is back to its share of 2 (4 in flight: nothing more for
+        // now); webhook 2 gets its own 2 slots.
+        let (jobs, _) = q.take(50);
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs.iter().all(|j| j.webhook_id == WebhookId(2)));
+        for _ in 0..3 {
+            q.request_done(WebhookId(1));
+        }
+        assert_eq!(q.take(50).0.len(), 1, "1 in flight: one more within 2");
+        // Webhook 2's work ends: webhook 1 is alone again.
+        q.request_done(WebhookId(2));
+        q.request_done(WebhookId(2));
+        assert_eq!(q.take(50).0.len(), 1, "its last queued job goes at once");
     }
 
     #[test]
