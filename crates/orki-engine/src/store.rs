@@ -177,7 +177,7 @@ pub struct Health {
 /// redb's page cache. Its default (1 GiB) lets the resident size grow with the
 /// database; the operating system's file cache is there anyway, and the log
 /// queries stay well under their bound with this (docs/BENCHMARKS.md).
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 const INGEST_KEY: &str = "ingest_key";
 const ADMIN_TOKEN: &str = "admin_token";
