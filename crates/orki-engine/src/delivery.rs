@@ -16,8 +16,7 @@ use crate::codec::encode;
 use crate::engine::{EngineEvent, EngineHandle, redacted};
 use crate::ids::{AttemptId, DeliveryId};
 use crate::model::{
-    Attempt, AttemptRecord, DeliveryState, ErrorClass, EventRecord, RequestRecord, ResponseRecord,
-    WebhookRecord,
+    Attempt, AttemptRecord, ErrorClass, EventRecord, RequestRecord, ResponseRecord, WebhookRecord,
 };
 use crate::outbound::Outbound;
 use crate::queue::{QueuedJob, RELOAD_EVERY};
@@ -174,8 +173,7 @@ async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
             return None;
         }
     };
-    if loaded.delivery.state != DeliveryState::Pending || loaded.delivery.due_ms != Some(job.due_ms)
-    {
+    if !loaded.delivery.is_due_at(job.due_ms) {
         return None;
     }
     match loaded.webhook {

@@ -156,6 +156,13 @@ pub struct DeliveryRecord {
     pub test: bool,
 }
 
+impl DeliveryRecord {
+    /// Waiting for an attempt at `due_ms`: what its entry in the due queue says.
+    pub fn is_due_at(&self, due_ms: u64) -> bool {
+        self.state == DeliveryState::Pending && self.due_ms == Some(due_ms)
+    }
+}
+
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -129,6 +129,13 @@ impl State {
         }
     }
 
+    /// No reload is reading (any more): nothing to note.
+    fn end_reload(&mut self) {
+        self.reloading = false;
+        self.touched.clear();
+        self.touched_all = false;
+    }
+
     /// Counts the event of a job coming into the queue; `false` (and nothing
     /// counted) when it would pass [`CACHED_EVENT_BYTES`].
     fn keep(&mut self, event: &EventRecord) -> bool {
@@ -146,6 +153,14 @@ impl State {
                 v.insert(1);
                 true
             }
+        }
+    }
+
+    /// Uncounts a job that left the queue (taken or dropped), and its event.
+    fn left(&mut self, known: Option<&Known>) {
+        self.queued -= 1;
+        if let Some(k) = known {
+            self.release(&k.event);
         }
     }
 
@@ -311,10 +326,7 @@ impl Queue {
                 }
                 continue;
             };
-            s.queued -= 1;
-            if let Some(k) = &known {
-                s.release(&k.event);
-            }
+            s.left(known.as_ref());
             if s.unrecorded.insert(delivery_id) {
                 if let Some(lane) = s.lanes.get_mut(&webhook) {
                     lane.busy += 1;
@@ -369,10 +381,7 @@ impl Queue {
                     .get_mut(&job.webhook_id)
                     .and_then(|lane| lane.jobs.remove(&(old, job.delivery_id)));
                 if let Some(known) = removed {
-                    s.queued -= 1;
-                    if let Some(k) = known {
-                        s.release(&k.event);
-                    }
+                    s.left(known.as_ref());
                     self.reindex(&mut s, job.webhook_id);
                 }
             }
@@ -395,13 +404,10 @@ impl Queue {
             return Vec::new();
         };
         let jobs = std::mem::take(&mut lane.jobs);
-        s.queued -= jobs.len();
-        let known: Vec<(DeliveryId, Known)> = jobs
-            .into_iter()
-            .filter_map(|((_, id), k)| Some((id, k?)))
-            .collect();
-        for (_, k) in &known {
-            s.release(&k.event);
+        let mut known = Vec::new();
+        for ((_, id), k) in jobs {
+            s.left(k.as_ref());
+            known.extend(k.map(|k| (id, k)));
         }
         self.reindex(s, webhook);
         known
@@ -427,9 +433,8 @@ impl Queue {
         }
         s.missed = 0;
         s.last_reload = Some(Instant::now());
+        s.end_reload();
         s.reloading = true;
-        s.touched.clear();
-        s.touched_all = false;
         let known = s
             .lanes
             .values()
@@ -479,18 +484,14 @@ impl Queue {
                 self.insert(&mut s, job);
             }
             s.spilled = !complete || missed > 0 || s.spilled;
-            s.reloading = false;
-            s.touched.clear();
+            s.end_reload();
         }
         self.wake.notify_one();
     }
 
     /// The reload's read failed: the queue stays spilled and tries again later.
     pub fn reload_failed(&self) {
-        let mut s = self.lock();
-        s.reloading = false;
-        s.touched.clear();
-        s.touched_all = false;
+        self.lock().end_reload();
     }
 
     /// Whether some of the table's entries are not in memory.

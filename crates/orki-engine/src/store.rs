@@ -16,7 +16,7 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::codec::{decode, encode};
+use crate::codec::{Record, decode, encode};
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
 use crate::model::{
     Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
@@ -64,7 +64,7 @@ struct Subscription {
     events: Vec<String>,
 }
 
-impl crate::codec::Record for Subscription {}
+impl Record for Subscription {}
 
 impl<'txn> HotTables<'txn> {
     /// Opens them in `txn`; drop them before committing.
@@ -494,21 +494,14 @@ impl Store {
                 known: None,
             };
             if event_bytes < CACHED_EVENT_BYTES && !plan.known.contains(&job.delivery_id) {
-                let record: Option<DeliveryRecord> = deliveries
-                    .get(delivery)?
-                    .map(|v| decode(v.value(), "delivery"))
-                    .transpose()?;
+                let record: Option<DeliveryRecord> = get_record(&deliveries, delivery, "delivery")?;
                 if let Some(d) = record
-                    && d.state == DeliveryState::Pending
-                    && d.due_ms == Some(due_ms)
+                    && d.is_due_at(due_ms)
                 {
                     let event = match read.entry(d.event_id) {
                         Entry::Occupied(o) => o.get().clone(),
                         Entry::Vacant(slot) => {
-                            let event = events
-                                .get(d.event_id.0)?
-                                .map(|v| decode::<EventRecord>(v.value(), "event"))
-                                .transpose()?
+                            let event = get_record::<EventRecord>(&events, d.event_id.0, "event")?
                                 .map(Arc::new);
                             event_bytes += event.as_deref().map_or(0, footprint);
                             slot.insert(event).clone()
@@ -528,27 +521,21 @@ impl Store {
     /// The delivery, its event and its webhook.
     pub fn load_job(&self, id: DeliveryId) -> Result<Option<Job>> {
         let txn = self.read()?;
-        let Some(delivery) = txn
-            .open_table(DELIVERIES)?
-            .get(id.0)?
-            .map(|v| decode::<DeliveryRecord>(v.value(), "delivery"))
-            .transpose()?
+        let Some(delivery) =
+            get_record::<DeliveryRecord>(&txn.open_table(DELIVERIES)?, id.0, "delivery")?
         else {
             return Ok(None);
         };
-        let Some(event) = txn
-            .open_table(EVENTS)?
-            .get(delivery.event_id.0)?
-            .map(|v| decode::<EventRecord>(v.value(), "event"))
-            .transpose()?
+        let Some(event) =
+            get_record::<EventRecord>(&txn.open_table(EVENTS)?, delivery.event_id.0, "event")?
         else {
             return Ok(None);
         };
-        let webhook = txn
-            .open_table(WEBHOOKS)?
-            .get(delivery.webhook_id.0)?
-            .map(|v| decode::<WebhookRecord>(v.value(), "webhook"))
-            .transpose()?;
+        let webhook = get_record::<WebhookRecord>(
+            &txn.open_table(WEBHOOKS)?,
+            delivery.webhook_id.0,
+            "webhook",
+        )?;
         Ok(Some(Job {
             delivery,
             event,
@@ -563,10 +550,7 @@ impl Store {
         txn.open_table(DUE)?.remove((due_ms, id.0))?;
         {
             let mut deliveries = txn.open_table(DELIVERIES)?;
-            let found: Option<DeliveryRecord> = deliveries
-                .get(id.0)?
-                .map(|v| decode(v.value(), "delivery"))
-                .transpose()?;
+            let found: Option<DeliveryRecord> = get_record(&deliveries, id.0, "delivery")?;
             if let Some(mut d) = found {
                 d.state = DeliveryState::Cancelled;
                 d.due_ms = None;
@@ -593,11 +577,8 @@ impl Store {
         let a = &record.attempt;
         insert_attempt_encoded(&mut t.attempts, &mut t.index, a, encoded)?;
         {
-            let found: Option<DeliveryRecord> = t
-                .deliveries
-                .get(a.delivery_id.0)?
-                .map(|v| decode(v.value(), "delivery"))
-                .transpose()?;
+            let found: Option<DeliveryRecord> =
+                get_record(&t.deliveries, a.delivery_id.0, "delivery")?;
             // A delivery cancelled during its attempt (webhook disabled or deleted)
             // stays cancelled; the attempt is still logged.
             if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
@@ -623,12 +604,11 @@ impl Store {
         let health = {
             let found = match t.webhooks_read.entry(a.webhook_id.0) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(
-                    t.webhooks
-                        .get(a.webhook_id.0)?
-                        .map(|v| decode::<WebhookRecord>(v.value(), "webhook"))
-                        .transpose()?,
-                ),
+                Entry::Vacant(e) => e.insert(get_record::<WebhookRecord>(
+                    &t.webhooks,
+                    a.webhook_id.0,
+                    "webhook",
+                )?),
             };
             match found {
                 Some(w) => {
@@ -707,20 +687,17 @@ impl Store {
     /// One attempt with its request (body from the event) and response.
     pub fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptDetail>> {
         let txn = self.read()?;
-        let Some(record) = txn
-            .open_table(ATTEMPTS)?
-            .get(id.0)?
-            .map(|v| decode::<AttemptRecord>(v.value(), "attempt"))
-            .transpose()?
+        let Some(record) =
+            get_record::<AttemptRecord>(&txn.open_table(ATTEMPTS)?, id.0, "attempt")?
         else {
             return Ok(None);
         };
-        let body = txn
-            .open_table(EVENTS)?
-            .get(record.attempt.event_id.0)?
-            .map(|v| decode::<EventRecord>(v.value(), "event"))
-            .transpose()?
-            .map(|e| e.payload);
+        let body = get_record::<EventRecord>(
+            &txn.open_table(EVENTS)?,
+            record.attempt.event_id.0,
+            "event",
+        )?
+        .map(|e| e.payload);
         Ok(Some(AttemptDetail {
             attempt: record.attempt,
             request: RequestView {
@@ -784,11 +761,8 @@ impl Store {
                     "test deliveries are not redelivered; send a new test event instead",
                 ));
             }
-            let webhook: Option<WebhookRecord> = txn
-                .open_table(WEBHOOKS)?
-                .get(delivery.webhook_id.0)?
-                .map(|v| decode(v.value(), "webhook"))
-                .transpose()?;
+            let webhook: Option<WebhookRecord> =
+                get_record(&txn.open_table(WEBHOOKS)?, delivery.webhook_id.0, "webhook")?;
             match webhook {
                 None => {
                     return Err(Error::Conflict {
@@ -1209,10 +1183,7 @@ fn cancel_pending(txn: &WriteTransaction, webhook: WebhookId) -> Result<()> {
     }
     for key in doomed {
         due.remove(key)?;
-        let found: Option<DeliveryRecord> = deliveries
-            .get(key.1)?
-            .map(|v| decode(v.value(), "delivery"))
-            .transpose()?;
+        let found: Option<DeliveryRecord> = get_record(&deliveries, key.1, "delivery")?;
         if let Some(mut d) = found {
             d.state = DeliveryState::Cancelled;
             d.due_ms = None;
@@ -1244,6 +1215,15 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
 /// Milliseconds since the Unix epoch (0 before it).
 pub fn unix_ms(at: DateTime<Utc>) -> u64 {
     u64::try_from(at.timestamp_millis()).unwrap_or(0)
+}
+
+/// The record under `key` in one of the id-keyed tables, decoded.
+fn get_record<T: Record>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    key: u128,
+    what: &str,
+) -> Result<Option<T>> {
+    table.get(key)?.map(|v| decode(v.value(), what)).transpose()
 }
 
 fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
