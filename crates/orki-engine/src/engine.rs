@@ -28,6 +28,7 @@ use crate::queue::{Queue, QueuedJob};
 use crate::retry::RetryPolicy;
 use crate::settings::{Settings, format_duration};
 use crate::store::{Credentials, Health, NewEvent};
+use crate::store_threads::StoreThreads;
 use crate::{Config, Error, Result, Secret, Store};
 use serde_json::{Map, Value};
 
@@ -140,7 +141,6 @@ pub struct EngineHandle {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) store: Store,
     pub(crate) writes: GroupCommit,
     pub(crate) outbound: Outbound,
     credentials: RwLock<Credentials>,
@@ -153,15 +153,13 @@ pub(crate) struct Inner {
     webhooks: RwLock<HashMap<WebhookId, Arc<WebhookRecord>>>,
     events: broadcast::Sender<EngineEvent>,
     pub(crate) cancel: CancellationToken,
-    /// Bounds the store calls running at once on blocking threads (see
-    /// [`EngineHandle::blocking`]).
-    store_calls: tokio::sync::Semaphore,
+    /// Where the blocking store calls run (see [`EngineHandle::blocking`]).
+    store_threads: StoreThreads,
 }
 
-/// Store operations on blocking threads at once. Each holds a thread (and, with
-/// glibc, can grow a malloc arena); a backlog read one delivery at a time by 64
-/// attempts would otherwise add threads and memory for little gain on 2 cores.
-const BLOCKING_AT_ONCE: usize = 4;
+/// Threads for blocking store calls: enough that a log query does not wait
+/// behind a backlog read, few enough to stay small on a 2-core machine.
+const STORE_THREADS: usize = 4;
 
 impl Engine {
     /// Starts the engine on an open store and an already-bound listener. Work
@@ -178,12 +176,8 @@ impl Engine {
             source,
         })?;
         let outbound = Outbound::new(&config.ca_files, config.request_timeout)?;
-        let stored = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.credentials())
-                .await
-                .map_err(|e| Error::Storage(e.to_string()))??
-        };
+        let store_threads = StoreThreads::start(store.clone(), STORE_THREADS)?;
+        let stored = store_threads.run(|s| s.credentials()).await?;
         let credentials = Credentials {
             ingest_key: config.ingest_key.clone().unwrap_or(stored.ingest_key),
             admin_token: config.admin_token.clone().unwrap_or(stored.admin_token),
@@ -193,12 +187,7 @@ impl Engine {
                 "the ingest key and the admin token must differ".into(),
             ));
         }
-        let mut settings = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.load_settings())
-                .await
-                .map_err(|e| Error::Storage(e.to_string()))??
-        };
+        let mut settings = store_threads.run(|s| s.load_settings()).await?;
         let jitter = match &config.retry {
             Some(policy) => {
                 settings.retry_schedule_ms = policy
@@ -213,24 +202,18 @@ impl Engine {
         if let Some(t) = config.warning_threshold {
             settings.warning_threshold = t;
         }
-        let webhooks = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.list_webhooks())
-                .await
-                .map_err(|e| Error::Storage(e.to_string()))??
-        };
+        let webhooks = store_threads.run(|s| s.list_webhooks()).await?;
         let queue = Arc::new(Queue::new(
             config.max_in_flight,
             config.max_in_flight_per_webhook,
             config.queue_memory_limit,
         ));
         let (events, _) = broadcast::channel(1024);
-        let writes = GroupCommit::start(store.clone())?;
+        let writes = GroupCommit::start(store)?;
         let handle = EngineHandle {
             inner: Arc::new(Inner {
                 config,
                 writes,
-                store,
                 outbound,
                 credentials: RwLock::new(credentials),
                 settings: RwLock::new(settings),
@@ -240,7 +223,7 @@ impl Engine {
                 webhooks: RwLock::new(webhooks.into_iter().map(|w| (w.id, Arc::new(w))).collect()),
                 events,
                 cancel: cancel.clone(),
-                store_calls: tokio::sync::Semaphore::new(BLOCKING_AT_ONCE),
+                store_threads,
             }),
         };
         let tasks = TaskTracker::new();
@@ -287,21 +270,13 @@ impl Engine {
 }
 
 impl EngineHandle {
-    /// Runs a blocking store call off the async threads.
+    /// Runs a blocking store call off the async threads, on the engine's
+    /// store threads (at most [`STORE_THREADS`] calls at once; others wait).
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self
-            .inner
-            .store_calls
-            .acquire()
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Error::Storage(format!("a storage task failed: {e}")))?
+        self.inner.store_threads.run(f).await
     }
 
     /// The configuration the engine runs with.

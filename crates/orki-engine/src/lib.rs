@@ -17,7 +17,8 @@
 //! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
 //!   deliveries, the due queue and the attempt log. Every business operation is one
 //!   write transaction.
-//! - [`commit`]: group commit, many writes in one durable transaction.
+//! - [`commit`]: group commit, many writes in one durable transaction; the other store
+//!   calls run on a few threads of the engine's own (`store_threads`).
 //! - [`model`]: records as stored and as shown; [`ids`]: typed, time-ordered ids.
 //! - [`delivery`]: the scheduler that reads the due queue and runs attempts with bounded
 //!   concurrency, overall and per webhook.
@@ -53,6 +54,7 @@ pub mod secret;
 pub mod settings;
 pub mod signing;
 pub mod store;
+mod store_threads;
 pub mod tables;
 pub mod telemetry;
 pub mod ui;

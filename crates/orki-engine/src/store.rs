@@ -2,8 +2,8 @@
 //!
 //! Every business operation is one write transaction, committed with
 //! `Durability::Immediate` (redb's default): when a method returns `Ok`, the
-//! change is on disk. The calls block; async callers run them on
-//! `spawn_blocking` (see `EngineHandle`).
+//! change is on disk. The calls block; the engine runs them on its store
+//! threads or its group-commit writer (see `EngineHandle::blocking`).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};

@@ -111,9 +111,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 /// The runtime: one async thread per core, and few blocking threads. The
-/// engine runs at most a handful of store reads at once; every extra thread
-/// can hold a malloc arena of its own (measured: resident memory under a large
-/// backlog grew with the blocking threads).
+/// engine's store calls run on threads of its own; what is left for this pool
+/// is name resolution of webhook hosts, which needs no more than a few.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
