@@ -29,7 +29,9 @@ pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard> {
         .max_log_files(14)
         .build(log_dir)
         .map_err(|e| Error::Config(format!("opening log files in {}: {e}", log_dir.display())))?;
-    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    // The writer thread writes what it has drained, then flushes: buffered,
+    // that is one write to the file per batch of lines instead of one per line.
+    let (file_writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::new(appender));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if std::io::stderr().is_terminal() {
