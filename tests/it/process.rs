@@ -1,5 +1,6 @@
-//! The real `orki-webhooksd` process: a crash loses no accepted event, SIGTERM
-//! shuts down cleanly, a second instance is refused, and logs hold no secret.
+//! The real `orki-webhooksd` process: a crash loses no accepted event, neither
+//! does a full disk (which is answered with 503), SIGTERM shuts down cleanly, a
+//! second instance is refused, and logs hold no secret.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -81,6 +82,79 @@ async fn every_accepted_event_is_delivered_after_a_kill() {
     .await
     .expect("all accepted events delivered after the restart");
     assert_eq!(delivered, accepted);
+    let status = daemon.terminate(Duration::from_secs(15)).await;
+    assert!(status.success());
+}
+
+/// Posts event number `i`, about 2 KB.
+async fn post_padded(http: &reqwest::Client, base: &str, i: u32) -> reqwest::Response {
+    http.post(format!("{base}/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"type": "message.created", "data": {"i": i, "pad": "x".repeat(2000)}}))
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test]
+async fn a_full_disk_is_answered_with_503_and_loses_no_accepted_event() {
+    let ca = TestCa::new("Orki Test CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
+    let args = ["--ca-file", &ca_path, "--retry-schedule", "300ms"];
+    // Files may not grow past 1-2 MiB (512- or 1024-byte blocks, by shell).
+    let daemon = Daemon::start_with_file_limit(dir.path(), &args, 2048).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start(&ca).await;
+    register(&http, &daemon.base, &rx).await;
+
+    // Events come in until the database cannot grow; then a few more.
+    let mut accepted = HashSet::new();
+    let mut refused = HashSet::new();
+    for i in 0..20_000 {
+        let r = post_padded(&http, &daemon.base, i).await;
+        match r.status().as_u16() {
+            202 => assert!(accepted.insert(i)),
+            503 => {
+                let body: Value = r.json().await.expect("json");
+                assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+                refused.insert(i);
+                if refused.len() == 5 {
+                    break;
+                }
+            }
+            other => panic!("event {i}: unexpected {other}"),
+        }
+    }
+    assert_eq!(refused.len(), 5, "the database never filled up");
+    assert!(!accepted.is_empty());
+    assert!(
+        refused.iter().all(|r| accepted.iter().all(|a| a < r)),
+        "once refused, every later event is refused too until a restart"
+    );
+    daemon.kill().await;
+
+    // Room again: every accepted event arrives, no refused one ever does.
+    let daemon = Daemon::start(dir.path(), &args).await;
+    let sentinel = 1_000_000;
+    assert_eq!(
+        post_padded(&http, &daemon.base, sentinel).await.status(),
+        202
+    );
+    let mut delivered = HashSet::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while !(delivered.is_superset(&accepted) && delivered.contains(&sentinel)) {
+            let got = rx.next(Duration::from_secs(60)).await;
+            let i = got.json()["data"]["i"].as_u64().expect("data.i") as u32;
+            assert!(!refused.contains(&i), "refused event {i} was delivered");
+            if got.answered == 200 {
+                assert!(got.signature_ok);
+                delivered.insert(i);
+            }
+        }
+    })
+    .await
+    .expect("all accepted events delivered after the restart");
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
 }

@@ -39,7 +39,24 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon on `data_dir` with port 0 and waits for its "listening" line.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(binary())
+        Self::spawn(Command::new(binary()), data_dir, extra).await
+    }
+
+    /// Like [`Daemon::start`], but no file the daemon writes may grow past
+    /// `blocks` (the shell's `ulimit -f` units): a disk that fills up. The
+    /// signal such a write would raise is ignored, so the write fails instead.
+    pub async fn start_with_file_limit(data_dir: &Path, extra: &[&str], blocks: u32) -> Self {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+            ))
+            .arg(binary());
+        Self::spawn(sh, data_dir, extra).await
+    }
+
+    async fn spawn(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
