@@ -13,9 +13,10 @@ use orki_engine::{Config, Engine, Secret, Store, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// jemalloc instead of the system allocator: 15–20 % less CPU per event and a
-/// steadier resident size under load (docs/BENCHMARKS.md). Its settings are
-/// built in from `.cargo/config.toml`.
+/// jemalloc instead of the system allocator: with ten webhooks 15–20 % less
+/// CPU per event, less with one, and a smaller resident size under load
+/// (docs/BENCHMARKS.md, item 12). Its settings are built in from
+/// `.cargo/config.toml`.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -112,7 +113,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 
 /// The runtime: one async thread per core, and few blocking threads. The
 /// engine's store calls run on threads of its own; what is left for this pool
-/// is name resolution of webhook hosts, which needs no more than a few.
+/// is name resolution of webhook hosts and closing the writer at shutdown,
+/// which need no more than a few.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
