@@ -224,11 +224,14 @@ impl Queue {
         }
     }
 
+    /// Returns whether the scheduler should look again: the job may be taken,
+    /// or the queue has just spilled (so it must plan a reload).
     fn insert(&self, s: &mut State, mut job: QueuedJob) -> bool {
         if s.spilled || s.queued >= self.limit {
+            let newly = !s.spilled;
             s.spilled = true;
             s.missed += 1;
-            return false;
+            return newly;
         }
         let key = (job.due_ms, job.delivery_id);
         if s.lanes
@@ -449,11 +452,15 @@ impl Queue {
     }
 
     /// Some entries of the table may be missing from memory (an attempt could
-    /// not be loaded or recorded): the next reload brings them back.
+    /// not be loaded or recorded): the next reload brings them back. Wakes the
+    /// scheduler, which may be idle with nothing due, to plan that reload.
     pub fn mark_spilled(&self) {
-        let mut s = self.lock();
-        s.spilled = true;
-        s.missed += 1;
+        {
+            let mut s = self.lock();
+            s.spilled = true;
+            s.missed += 1;
+        }
+        self.wake.notify_one();
     }
 
     /// Replaces the memory copy with the table's earliest entries (read after
@@ -524,6 +531,24 @@ mod tests {
         let q = Queue::new(total, per_webhook, limit);
         q.reload(Vec::new(), true);
         q
+    }
+
+    #[tokio::test]
+    async fn an_idle_scheduler_is_woken_when_the_queue_spills() {
+        let within = std::time::Duration::from_secs(5);
+        // An attempt that could not be recorded, with nothing else due.
+        let q = loaded(10, 2, 100);
+        q.changed().await; // the wake-up of the initial load
+        q.mark_spilled();
+        assert!(tokio::time::timeout(within, q.changed()).await.is_ok());
+        // A push past the memory limit.
+        let q = loaded(10, 2, 1);
+        q.changed().await;
+        q.push([job(10, 1)]);
+        q.changed().await;
+        q.push([job(20, 1)]);
+        assert!(q.spilled());
+        assert!(tokio::time::timeout(within, q.changed()).await.is_ok());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use redb::{
@@ -33,8 +34,17 @@ use crate::{Error, Result, Secret};
 /// The open database. Cheap to clone; redb serialises writers itself.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    /// Shared by every clone; empty while the database is being opened again
+    /// after a storage error (see [`Store::reopen`]).
+    db: Arc<RwLock<Slot>>,
     path: PathBuf,
+}
+
+struct Slot {
+    db: Option<Arc<Database>>,
+    /// When it was last opened again: tries are at least a second apart, so
+    /// a disk that is still full is not checked and repaired in a loop.
+    reopened_at: Option<Instant>,
 }
 
 /// The tables that accepting events and recording attempts write, opened once
@@ -184,6 +194,45 @@ const ADMIN_TOKEN: &str = "admin_token";
 const SCHEMA_VERSION: &str = "schema_version";
 const SETTINGS: &str = "settings";
 
+/// Opens (or creates) the database file and its tables.
+fn open_database(path: &Path) -> Result<Database> {
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                Error::AlreadyRunning(path.display().to_string())
+            }
+            other => Error::Storage(format!("opening {}: {other}", path.display())),
+        })?;
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let version = meta.get(SCHEMA_VERSION)?.map(|v| v.value().to_owned());
+        match version.as_deref() {
+            None => {
+                meta.insert(SCHEMA_VERSION, "1")?;
+            }
+            Some("1") => {}
+            Some(other) => {
+                return Err(Error::Corrupt(format!(
+                    "database schema version {other} is newer than this build understands (1)"
+                )));
+            }
+        }
+        txn.open_table(WEBHOOKS)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(DELIVERIES)?;
+        txn.open_table(DUE)?;
+        txn.open_table(ATTEMPTS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(ATTEMPT_INDEX)?;
+        txn.open_table(FAILED_DELIVERIES)?;
+    }
+    txn.commit()?;
+    Ok(db)
+}
+
 impl Store {
     /// Opens (or creates) the database file, creating its directory and tables.
     /// Fails with [`Error::AlreadyRunning`] while another process holds the file.
@@ -194,42 +243,12 @@ impl Store {
                 source,
             })?;
         }
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    Error::AlreadyRunning(path.display().to_string())
-                }
-                other => Error::Storage(format!("opening {}: {other}", path.display())),
-            })?;
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let version = meta.get(SCHEMA_VERSION)?.map(|v| v.value().to_owned());
-            match version.as_deref() {
-                None => {
-                    meta.insert(SCHEMA_VERSION, "1")?;
-                }
-                Some("1") => {}
-                Some(other) => {
-                    return Err(Error::Corrupt(format!(
-                        "database schema version {other} is newer than this build understands (1)"
-                    )));
-                }
-            }
-            txn.open_table(WEBHOOKS)?;
-            txn.open_table(EVENTS)?;
-            txn.open_table(DELIVERIES)?;
-            txn.open_table(DUE)?;
-            txn.open_table(ATTEMPTS)?;
-            txn.open_table(IDEMPOTENCY)?;
-            txn.open_table(ATTEMPT_INDEX)?;
-            txn.open_table(FAILED_DELIVERIES)?;
-        }
-        txn.commit()?;
+        let db = open_database(path)?;
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Slot {
+                db: Some(Arc::new(db)),
+                reopened_at: None,
+            })),
             path: path.to_owned(),
         })
     }
@@ -240,11 +259,96 @@ impl Store {
     }
 
     pub(crate) fn write(&self) -> Result<WriteTransaction> {
-        Ok(self.db.begin_write()?)
+        let db = self.database()?;
+        match db.begin_write() {
+            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
+                Ok(self.reopen(db)?.begin_write()?)
+            }
+            other => Ok(other?),
+        }
     }
 
     fn read(&self) -> Result<ReadTransaction> {
-        Ok(self.db.begin_read()?)
+        let db = self.database()?;
+        match db.begin_read() {
+            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
+                Ok(self.reopen(db)?.begin_read()?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The open database, or a new try at opening it again.
+    fn database(&self) -> Result<Arc<Database>> {
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = &slot.db {
+            return Ok(db.clone());
+        }
+        drop(slot);
+        self.open_again(None)
+    }
+
+    /// After a failed write (a full disk, an I/O error) redb refuses every
+    /// transaction until the database is opened again; until then every store
+    /// call fails, which the API answers with 503. This closes the failed
+    /// database and opens the file again (redb checks and repairs it), so the
+    /// engine takes events again as soon as the disk has room, without a
+    /// restart. Only `failed` is replaced: a caller that comes second finds the
+    /// new one.
+    fn reopen(&self, failed: Arc<Database>) -> Result<Arc<Database>> {
+        self.open_again(Some(failed))
+    }
+
+    fn open_again(&self, failed: Option<Arc<Database>>) -> Result<Arc<Database>> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        match (&slot.db, &failed) {
+            (Some(current), Some(failed)) if !Arc::ptr_eq(current, failed) => {
+                return Ok(current.clone());
+            }
+            (Some(current), None) => return Ok(current.clone()),
+            _ => {}
+        }
+        if slot.db.take().is_some() {
+            tracing::error!("a storage error: closing the database to open it again");
+        }
+        drop(failed);
+        if slot
+            .reopened_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return Err(Error::Storage(
+                "the database is closed after a storage error".into(),
+            ));
+        }
+        slot.reopened_at = Some(Instant::now());
+        // Transactions still open on the closed database hold its file for a
+        // moment; each ends within its own call.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let opened = loop {
+            match open_database(&self.path) {
+                Err(Error::AlreadyRunning(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(Error::AlreadyRunning(_)) => {
+                    break Err(Error::Storage(
+                        "the closed database's file is still held by its transactions".into(),
+                    ));
+                }
+                other => break other,
+            }
+        };
+        match opened {
+            Ok(db) => {
+                let db = Arc::new(db);
+                slot.db = Some(db.clone());
+                tracing::warn!("the database is open again after a storage error");
+                Ok(db)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "opening the database again failed; trying again on the next call, a second later at the earliest");
+                Err(Error::Storage(format!("opening the database again: {e}")))
+            }
+        }
     }
 
     /// The stored credentials, generated and saved on first start.

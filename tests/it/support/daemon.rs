@@ -45,11 +45,12 @@ impl Daemon {
     /// Like [`Daemon::start`], but no file the daemon writes may grow past
     /// `blocks` (the shell's `ulimit -f` units): a disk that fills up. The
     /// signal such a write would raise is ignored, so the write fails instead.
+    /// Only the soft limit is set, so `prlimit` can lift it (room again).
     pub async fn start_with_file_limit(data_dir: &Path, extra: &[&str], blocks: u32) -> Self {
         let mut sh = Command::new("sh");
         sh.arg("-c")
             .arg(format!(
-                "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+                "trap '' XFSZ; ulimit -S -f {blocks}; exec \"$0\" \"$@\""
             ))
             .arg(binary());
         Self::spawn(sh, data_dir, extra).await
