@@ -259,20 +259,22 @@ impl Store {
     }
 
     pub(crate) fn write(&self) -> Result<WriteTransaction> {
-        let db = self.database()?;
-        match db.begin_write() {
-            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
-                Ok(self.reopen(db)?.begin_write()?)
-            }
-            other => Ok(other?),
-        }
+        self.begin(Database::begin_write)
     }
 
     fn read(&self) -> Result<ReadTransaction> {
+        self.begin(Database::begin_read)
+    }
+
+    /// Begins a transaction; after a storage error, on the database opened again.
+    fn begin<T>(
+        &self,
+        begin: impl Fn(&Database) -> std::result::Result<T, redb::TransactionError>,
+    ) -> Result<T> {
         let db = self.database()?;
-        match db.begin_read() {
+        match begin(&db) {
             Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
-                Ok(self.reopen(db)?.begin_read()?)
+                Ok(begin(&*self.reopen(db)?)?)
             }
             other => Ok(other?),
         }
