@@ -177,7 +177,9 @@ impl Engine {
         })?;
         let outbound = Outbound::new(&config.ca_files, config.request_timeout)?;
         let store_threads = StoreThreads::start(store.clone(), STORE_THREADS)?;
-        let stored = store_threads.run(|s| s.credentials()).await?;
+        let (stored, mut settings, webhooks) = store_threads
+            .run(|s| Ok((s.credentials()?, s.load_settings()?, s.list_webhooks()?)))
+            .await?;
         let credentials = Credentials {
             ingest_key: config.ingest_key.clone().unwrap_or(stored.ingest_key),
             admin_token: config.admin_token.clone().unwrap_or(stored.admin_token),
@@ -187,7 +189,6 @@ impl Engine {
                 "the ingest key and the admin token must differ".into(),
             ));
         }
-        let mut settings = store_threads.run(|s| s.load_settings()).await?;
         let jitter = match &config.retry {
             Some(policy) => {
                 settings.retry_schedule_ms = policy
@@ -202,7 +203,6 @@ impl Engine {
         if let Some(t) = config.warning_threshold {
             settings.warning_threshold = t;
         }
-        let webhooks = store_threads.run(|s| s.list_webhooks()).await?;
         let queue = Arc::new(Queue::new(
             config.max_in_flight,
             config.max_in_flight_per_webhook,

@@ -129,6 +129,16 @@ impl State {
         }
     }
 
+    /// Some of the table's entries are (or may be) missing from memory.
+    /// Returns whether the queue has just spilled: the scheduler, which plans
+    /// a reload only while the queue is spilled, must then look again.
+    fn spill(&mut self) -> bool {
+        let newly = !self.spilled;
+        self.spilled = true;
+        self.missed += 1;
+        newly
+    }
+
     /// No reload is reading (any more): nothing to note.
     fn end_reload(&mut self) {
         self.reloading = false;
@@ -228,10 +238,7 @@ impl Queue {
     /// or the queue has just spilled (so it must plan a reload).
     fn insert(&self, s: &mut State, mut job: QueuedJob) -> bool {
         if s.spilled || s.queued >= self.limit {
-            let newly = !s.spilled;
-            s.spilled = true;
-            s.missed += 1;
-            return newly;
+            return s.spill();
         }
         let key = (job.due_ms, job.delivery_id);
         if s.lanes
@@ -250,12 +257,9 @@ impl Queue {
             .jobs
             .insert(key, job.known);
         s.queued += 1;
-        if lanes_before == 1 && s.lanes.len() == 2 {
+        if lanes_before == 1 {
             // A second webhook has work: the first one is back to its own share.
-            let first = s.lanes.keys().copied().find(|w| *w != job.webhook_id);
-            if let Some(first) = first {
-                self.reindex(s, first);
-            }
+            self.reindex_other(s, job.webhook_id);
         }
         self.reindex(s, job.webhook_id)
     }
@@ -277,11 +281,9 @@ impl Queue {
         let mut woke = false;
         if lane.jobs.is_empty() && lane.busy == 0 {
             s.lanes.remove(&webhook);
-            // The one webhook left with work may now use more slots.
-            if let Some(&other) = s.lanes.keys().next()
-                && s.lanes.len() == 1
-            {
-                woke = self.reindex(s, other);
+            if s.lanes.len() == 1 {
+                // The one webhook left with work may now use more slots.
+                woke = self.reindex_other(s, webhook);
             }
         }
         if old == new {
@@ -294,6 +296,13 @@ impl Queue {
             s.ready.insert((due, webhook));
         }
         woke || new.is_some_and(|n| old.is_none_or(|o| n < o))
+    }
+
+    /// The count of webhooks with work just crossed between one and two, so the
+    /// limit of the webhook other than `changed` did too: reindexes it.
+    fn reindex_other(&self, s: &mut State, changed: WebhookId) -> bool {
+        let other = s.lanes.keys().copied().find(|w| *w != changed);
+        other.is_some_and(|w| self.reindex(s, w))
     }
 
     /// Requests in flight one webhook may have: `per_webhook`, or twice that
@@ -455,12 +464,10 @@ impl Queue {
     /// not be loaded or recorded): the next reload brings them back. Wakes the
     /// scheduler, which may be idle with nothing due, to plan that reload.
     pub fn mark_spilled(&self) {
-        {
-            let mut s = self.lock();
-            s.spilled = true;
-            s.missed += 1;
+        let newly = self.lock().spill();
+        if newly {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
     }
 
     /// Replaces the memory copy with the table's earliest entries (read after

@@ -35,7 +35,7 @@ use crate::{Error, Result, Secret};
 #[derive(Clone)]
 pub struct Store {
     /// Shared by every clone; empty while the database is being opened again
-    /// after a storage error (see [`Store::reopen`]).
+    /// after a storage error (see [`Store::open_again`]).
     db: Arc<RwLock<Slot>>,
     path: PathBuf,
 }
@@ -274,7 +274,7 @@ impl Store {
         let db = self.database()?;
         match begin(&db) {
             Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
-                Ok(begin(&*self.reopen(db)?)?)
+                Ok(begin(&*self.open_again(Some(db))?)?)
             }
             other => Ok(other?),
         }
@@ -292,15 +292,12 @@ impl Store {
 
     /// After a failed write (a full disk, an I/O error) redb refuses every
     /// transaction until the database is opened again; until then every store
-    /// call fails, which the API answers with 503. This closes the failed
+    /// call fails, which the API answers with 503. This closes the `failed`
     /// database and opens the file again (redb checks and repairs it), so the
     /// engine takes events again as soon as the disk has room, without a
     /// restart. Only `failed` is replaced: a caller that comes second finds the
-    /// new one.
-    fn reopen(&self, failed: Arc<Database>) -> Result<Arc<Database>> {
-        self.open_again(Some(failed))
-    }
-
+    /// new one. With `None` (the slot is empty: the last try failed), it tries
+    /// again.
     fn open_again(&self, failed: Option<Arc<Database>>) -> Result<Arc<Database>> {
         let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
         match (&slot.db, &failed) {
