@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::daemon::{ADMIN_TOKEN, Daemon, INGEST_KEY};
+use crate::support::daemon::{ADMIN_TOKEN, Daemon, INGEST_KEY, stderr_path};
 use crate::support::receiver::PostMode;
 use crate::support::{Receiver, TestCa};
 
@@ -247,6 +247,21 @@ async fn sigterm_stops_cleanly_and_the_logs_hold_no_secret() {
         logs.contains("engine started") && logs.contains("attempt recorded"),
         "{logs}"
     );
+    // Under a service manager (stderr not a terminal), stderr carries the same
+    // lines, all of them written by the clean exit.
+    let stderr = std::fs::read_to_string(stderr_path(dir.path())).expect("read stderr");
+    // (Sorted: the files of two days, past midnight, are read in no set order.)
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sorted(&stderr),
+        sorted(&logs),
+        "stderr and the log file hold the same lines"
+    );
+    assert!(stderr.contains("engine stopped"), "{stderr}");
     for secret in [INGEST_KEY, ADMIN_TOKEN, rx.token.as_str()] {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
     }

@@ -29,6 +29,11 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Where the daemon started on `data_dir` writes its stderr (a file in it).
+pub fn stderr_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("stderr.txt")
+}
+
 /// A running `orki-webhooksd serve`.
 pub struct Daemon {
     child: Child,
@@ -57,6 +62,8 @@ impl Daemon {
     }
 
     async fn spawn(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
+        // Not a terminal, as under a service manager: see `stderr_path`.
+        let stderr = std::fs::File::create(stderr_path(data_dir)).expect("stderr file");
         let mut child = command
             .arg("serve")
             .arg("--data-dir")
@@ -67,7 +74,7 @@ impl Daemon {
             .env("ORKI_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn orki-webhooksd");
