@@ -31,8 +31,8 @@ pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     // The log thread writes what it has drained, then flushes: buffered, that is
-    // one write per batch of lines instead of one per line, and none on the
-    // threads that logged.
+    // one write per batch of lines instead of one per line, and (but for a
+    // terminal's coloured lines) none on the threads that logged.
     let (installed, guard) = if std::io::stderr().is_terminal() {
         // A person watching: colours on the terminal, at once; plain text in the file.
         let (file_writer, guard) =
