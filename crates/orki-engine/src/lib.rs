@@ -17,8 +17,9 @@
 //! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
 //!   deliveries, the due queue and the attempt log. Every business operation is one
 //!   write transaction.
-//! - [`commit`]: group commit, many writes in one durable transaction; the other store
-//!   calls run on a few threads of the engine's own (`store_threads`).
+//! - [`commit`]: group commit, many writes in one transaction, made durable by
+//!   [`wal`], the write-ahead log (or by a durable commit, at checkpoints); the other
+//!   store calls run on a few threads of the engine's own (`store_threads`).
 //! - [`model`]: records as stored and as shown; [`ids`]: typed, time-ordered ids.
 //! - [`delivery`]: the scheduler that reads the due queue and runs attempts with bounded
 //!   concurrency, overall and per webhook.
@@ -58,6 +59,7 @@ mod store_threads;
 pub mod tables;
 pub mod telemetry;
 pub mod ui;
+pub mod wal;
 
 pub use config::Config;
 pub use engine::{Engine, EngineEvent, EngineHandle};

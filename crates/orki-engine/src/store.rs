@@ -8,13 +8,15 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use std::borrow::Borrow;
+
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    WriteTransaction,
+    Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, Value, WriteTransaction,
 };
 
 use crate::codec::{Record, decode, encode};
@@ -29,6 +31,7 @@ use crate::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
     WEBHOOKS,
 };
+use crate::wal::{self, Wal};
 use crate::{Error, Result, Secret};
 
 /// The open database. Cheap to clone; redb serialises writers itself.
@@ -38,6 +41,10 @@ pub struct Store {
     /// after a storage error (see [`Store::open_again`]).
     db: Arc<RwLock<Slot>>,
     path: PathBuf,
+    /// The group commit's write-ahead log. It is appended to under the slot's
+    /// read lock and reset under its write lock, when the database is opened
+    /// again: an append never races a replay.
+    wal: Arc<Mutex<Wal>>,
 }
 
 struct Slot {
@@ -48,22 +55,117 @@ struct Slot {
 }
 
 /// The tables that accepting events and recording attempts write, opened once
-/// per transaction: a group commit applies many operations with one set.
+/// per transaction: a group commit applies many operations with one set. Each
+/// can log what is written to it, for the write-ahead log (see [`crate::wal`]).
 pub struct HotTables<'txn> {
-    events: Table<'txn, u128, &'static [u8]>,
-    deliveries: Table<'txn, u128, &'static [u8]>,
-    due: Table<'txn, (u64, u128), u128>,
-    attempts: Table<'txn, u128, &'static [u8]>,
-    index: Table<'txn, (u8, u128, u8, u8, u128), ()>,
-    webhooks: Table<'txn, u128, &'static [u8]>,
-    idempotency: Table<'txn, &'static str, &'static [u8]>,
-    failed: Table<'txn, (u128, u128), ()>,
+    events: Logged<'txn, u128, &'static [u8]>,
+    deliveries: Logged<'txn, u128, &'static [u8]>,
+    due: Logged<'txn, (u64, u128), u128>,
+    attempts: Logged<'txn, u128, &'static [u8]>,
+    index: Logged<'txn, (u8, u128, u8, u8, u128), ()>,
+    webhooks: Logged<'txn, u128, &'static [u8]>,
+    idempotency: Logged<'txn, &'static str, &'static [u8]>,
+    failed: Logged<'txn, (u128, u128), ()>,
     /// The enabled webhooks' subscriptions, read at most once per transaction:
     /// within one, the writer changes only webhooks' health, never these.
     subscriptions: Option<Vec<Subscription>>,
     /// Webhooks read (and changed) by attempt records in this transaction, so
     /// a batch of attempts to one webhook decodes its record once.
     webhooks_read: HashMap<u128, Option<WebhookRecord>>,
+}
+
+/// A table that can note each put and delete made through it (its redo log),
+/// so that a batch committed without a sync can be made durable by logging
+/// what it wrote. Reads go to the table itself (`Deref`).
+pub struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
+    table: Table<'txn, K, V>,
+    /// The table's number in redo records.
+    id: u8,
+    redo: Option<Vec<u8>>,
+}
+
+const REDO_PUT: u8 = 1;
+const REDO_DELETE: u8 = 2;
+
+impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
+    fn new(table: Table<'txn, K, V>, id: u8, log: bool) -> Self {
+        Self {
+            table,
+            id,
+            redo: log.then(Vec::new),
+        }
+    }
+
+    /// Writes without logging (a transaction committed durably by itself).
+    fn plain(table: Table<'txn, K, V>) -> Self {
+        Self::new(table, 0, false)
+    }
+
+    /// Inserts or replaces the value under `key`.
+    pub fn insert<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<()> {
+        let (key, value) = (key.borrow(), value.borrow());
+        self.table.insert(key, value)?;
+        if let Some(redo) = &mut self.redo {
+            redo.push(self.id);
+            redo.push(REDO_PUT);
+            put_bytes(redo, K::as_bytes(key).as_ref());
+            put_bytes(redo, V::as_bytes(value).as_ref());
+        }
+        Ok(())
+    }
+
+    /// Removes the value under `key`, if any.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<()> {
+        let key = key.borrow();
+        self.table.remove(key)?;
+        if let Some(redo) = &mut self.redo {
+            redo.push(self.id);
+            redo.push(REDO_DELETE);
+            put_bytes(redo, K::as_bytes(key).as_ref());
+        }
+        Ok(())
+    }
+
+    /// Applies one logged put (`Some` value) or delete, as bytes.
+    fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let key = K::from_bytes(key);
+        match value {
+            Some(value) => self.table.insert(&key, V::from_bytes(value))?,
+            None => self.table.remove(&key)?,
+        };
+        Ok(())
+    }
+}
+
+impl<'txn, K: Key + 'static, V: Value + 'static> std::ops::Deref for Logged<'txn, K, V> {
+    type Target = Table<'txn, K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Keys and values are far below 4 GiB (a request body is capped at 1 MiB).
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Splits the length-prefixed bytes at the start of `input` off it.
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8]> {
+    let corrupt = || Error::Corrupt("a write-ahead record is cut short".into());
+    let (len, rest) = input.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(corrupt());
+    }
+    let (bytes, rest) = rest.split_at(len);
+    *input = rest;
+    Ok(bytes)
 }
 
 /// What ingest reads of a webhook: only the fields that route an event.
@@ -77,20 +179,81 @@ struct Subscription {
 impl Record for Subscription {}
 
 impl<'txn> HotTables<'txn> {
-    /// Opens them in `txn`; drop them before committing.
-    pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+    /// Opens them in `txn`; drop them before committing. With `log`, every
+    /// write is also noted for [`HotTables::take_redo`].
+    pub fn open(txn: &'txn WriteTransaction, log: bool) -> Result<Self> {
         Ok(Self {
-            events: txn.open_table(EVENTS)?,
-            deliveries: txn.open_table(DELIVERIES)?,
-            due: txn.open_table(DUE)?,
-            attempts: txn.open_table(ATTEMPTS)?,
-            index: txn.open_table(ATTEMPT_INDEX)?,
-            webhooks: txn.open_table(WEBHOOKS)?,
-            idempotency: txn.open_table(IDEMPOTENCY)?,
-            failed: txn.open_table(FAILED_DELIVERIES)?,
+            events: Logged::new(txn.open_table(EVENTS)?, 1, log),
+            deliveries: Logged::new(txn.open_table(DELIVERIES)?, 2, log),
+            due: Logged::new(txn.open_table(DUE)?, 3, log),
+            attempts: Logged::new(txn.open_table(ATTEMPTS)?, 4, log),
+            index: Logged::new(txn.open_table(ATTEMPT_INDEX)?, 5, log),
+            webhooks: Logged::new(txn.open_table(WEBHOOKS)?, 6, log),
+            idempotency: Logged::new(txn.open_table(IDEMPOTENCY)?, 7, log),
+            failed: Logged::new(txn.open_table(FAILED_DELIVERIES)?, 8, log),
             subscriptions: None,
             webhooks_read: HashMap::new(),
         })
+    }
+
+    /// What was written through these tables so far (a redo record's
+    /// payload), table by table: writes to different tables do not depend on
+    /// each other's order.
+    pub fn take_redo(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for redo in [
+            &mut self.events.redo,
+            &mut self.deliveries.redo,
+            &mut self.due.redo,
+            &mut self.attempts.redo,
+            &mut self.index.redo,
+            &mut self.webhooks.redo,
+            &mut self.idempotency.redo,
+            &mut self.failed.redo,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            out.append(redo);
+        }
+        out
+    }
+
+    /// Applies a redo record's payload (see [`HotTables::take_redo`]).
+    fn replay(&mut self, mut redo: &[u8]) -> Result<()> {
+        while let Some((&[table, op], rest)) = redo.split_first_chunk::<2>() {
+            redo = rest;
+            let key = take_bytes(&mut redo)?;
+            let value = match op {
+                REDO_PUT => Some(take_bytes(&mut redo)?),
+                REDO_DELETE => None,
+                other => {
+                    return Err(Error::Corrupt(format!(
+                        "a write-ahead record holds an unknown operation {other}"
+                    )));
+                }
+            };
+            match table {
+                1 => self.events.apply(key, value)?,
+                2 => self.deliveries.apply(key, value)?,
+                3 => self.due.apply(key, value)?,
+                4 => self.attempts.apply(key, value)?,
+                5 => self.index.apply(key, value)?,
+                6 => self.webhooks.apply(key, value)?,
+                7 => self.idempotency.apply(key, value)?,
+                8 => self.failed.apply(key, value)?,
+                other => {
+                    return Err(Error::Corrupt(format!(
+                        "a write-ahead record names an unknown table {other}"
+                    )));
+                }
+            }
+        }
+        if redo.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Corrupt("a write-ahead record is cut short".into()))
+        }
     }
 
     /// The enabled webhooks subscribed to `event_type`.
@@ -193,8 +356,11 @@ const INGEST_KEY: &str = "ingest_key";
 const ADMIN_TOKEN: &str = "admin_token";
 const SCHEMA_VERSION: &str = "schema_version";
 const SETTINGS: &str = "settings";
+/// The sequence number of the last group-commit batch (see [`crate::wal`]).
+const WAL_SEQ: &str = "wal_seq";
 
-/// Opens (or creates) the database file and its tables.
+/// Opens (or creates) the database file and its tables, and replays the
+/// write-ahead log's batches that the file does not hold yet.
 fn open_database(path: &Path) -> Result<Database> {
     let db = redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
@@ -229,8 +395,66 @@ fn open_database(path: &Path) -> Result<Database> {
         txn.open_table(ATTEMPT_INDEX)?;
         txn.open_table(FAILED_DELIVERIES)?;
     }
+    let log = wal::path_for(path);
+    let records = wal::read(&log)?;
+    let durable = batch_seq(&txn)?;
+    let mut replayed = 0;
+    {
+        let mut tables = HotTables::open(&txn, false)?;
+        for (seq, redo) in records.iter().filter(|(seq, _)| *seq > durable) {
+            tables.replay(redo)?;
+            replayed += 1;
+            set_batch_seq(&txn, *seq)?;
+        }
+    }
     txn.commit()?;
+    if replayed > 0 {
+        // The last run ended without its final checkpoint: a crash, a kill, a
+        // power cut, or a storage error.
+        tracing::warn!(
+            batches = replayed,
+            "replayed the write-ahead log: every batch accepted after the last checkpoint is back"
+        );
+    }
     Ok(db)
+}
+
+/// The sequence number of the last group-commit batch in `txn`'s view.
+fn batch_seq(txn: &WriteTransaction) -> Result<u64> {
+    let meta = txn.open_table(META)?;
+    let seq = meta.get(WAL_SEQ)?.map(|v| v.value().parse::<u64>());
+    match seq {
+        None => Ok(0),
+        Some(Ok(seq)) => Ok(seq),
+        Some(Err(_)) => Err(Error::Corrupt(format!("{WAL_SEQ} is not a number"))),
+    }
+}
+
+fn set_batch_seq(txn: &WriteTransaction, seq: u64) -> Result<()> {
+    txn.open_table(META)?
+        .insert(WAL_SEQ, seq.to_string().as_str())?;
+    Ok(())
+}
+
+/// A group-commit batch's transaction (see [`Store::begin_batch`]).
+pub(crate) struct Batch {
+    /// The database it was begun on.
+    db: Arc<Database>,
+    txn: WriteTransaction,
+    /// Committed with a sync (a checkpoint) rather than through the log.
+    durable: bool,
+}
+
+impl Batch {
+    /// The transaction, to open the tables in.
+    pub(crate) fn txn(&self) -> &WriteTransaction {
+        &self.txn
+    }
+
+    /// Whether its writes are to be logged (see [`HotTables::open`]).
+    pub(crate) fn logs(&self) -> bool {
+        !self.durable
+    }
 }
 
 impl Store {
@@ -244,13 +468,96 @@ impl Store {
             })?;
         }
         let db = open_database(path)?;
+        let wal = Wal::open(&wal::path_for(path), wal::CHECKPOINT_EVERY)?;
         Ok(Self {
             db: Arc::new(RwLock::new(Slot {
                 db: Some(Arc::new(db)),
                 reopened_at: None,
             })),
             path: path.to_owned(),
+            wal: Arc::new(Mutex::new(wal)),
         })
+    }
+
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Begins the transaction of a group-commit batch. Most batches are
+    /// committed without a sync and made durable through the write-ahead log;
+    /// when a checkpoint is due (see [`Wal::wants_checkpoint`]), the batch is
+    /// committed durably instead.
+    pub(crate) fn begin_batch(&self) -> Result<Batch> {
+        let db = self.database()?;
+        let (db, mut txn) = match db.begin_write() {
+            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
+                let db = self.open_again(Some(db))?;
+                let txn = db.begin_write()?;
+                (db, txn)
+            }
+            other => {
+                let txn = other?;
+                (db, txn)
+            }
+        };
+        let durable =
+            self.wal().wants_checkpoint() || txn.set_durability(Durability::None).is_err();
+        Ok(Batch { db, txn, durable })
+    }
+
+    /// Commits a batch begun with [`Store::begin_batch`], with `redo`, what its
+    /// tables logged. When this returns `Ok`, the batch survives a crash: in
+    /// the database file, or in the log.
+    pub(crate) fn commit_batch(&self, batch: Batch, redo: &[u8]) -> Result<()> {
+        let Batch { db, txn, durable } = batch;
+        let seq = batch_seq(&txn)? + 1;
+        set_batch_seq(&txn, seq)?;
+        txn.commit()?;
+        if durable {
+            self.wal().checkpointed();
+            return Ok(());
+        }
+        let logged = {
+            let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            match &slot.db {
+                // Opened again since this batch began: the batch went with the
+                // old database, and the log was replayed without it.
+                current if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &db)) => {
+                    return Err(Error::Storage(
+                        "the database was opened again during the commit".into(),
+                    ));
+                }
+                _ => self.wal().append(seq, redo),
+            }
+        };
+        if let Err(e) = logged {
+            tracing::error!(error = %e, "writing the write-ahead log failed; committing with a sync instead");
+            self.checkpoint_on(&db)?;
+        }
+        Ok(())
+    }
+
+    /// Commits everything durably (an empty durable transaction does) and
+    /// starts the log again, when anything was logged since the last
+    /// checkpoint. The group commit calls this as it stops.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        if self.wal().is_empty() {
+            return Ok(());
+        }
+        self.checkpoint_on(&*self.database()?)
+    }
+
+    fn checkpoint_on(&self, db: &Database) -> Result<()> {
+        db.begin_write()?.commit()?;
+        self.wal().checkpointed();
+        Ok(())
+    }
+
+    /// How long after a checkpoint the next one is due (tests).
+    #[cfg(test)]
+    pub(crate) fn set_checkpoint_every(&self, every: Duration) {
+        let mut wal = self.wal();
+        *wal = Wal::open(&wal::path_for(&self.path), every).expect("open the log");
     }
 
     /// The database file.
@@ -338,6 +645,8 @@ impl Store {
         };
         match opened {
             Ok(db) => {
+                // The file now holds everything the log held (replayed above).
+                self.wal().checkpointed();
                 let db = Arc::new(db);
                 slot.db = Some(db.clone());
                 tracing::warn!("the database is open again after a storage error");
@@ -681,7 +990,7 @@ impl Store {
         insert_attempt_encoded(&mut t.attempts, &mut t.index, a, encoded)?;
         {
             let found: Option<DeliveryRecord> =
-                get_record(&t.deliveries, a.delivery_id.0, "delivery")?;
+                get_record(&*t.deliveries, a.delivery_id.0, "delivery")?;
             // A delivery cancelled during its attempt (webhook disabled or deleted)
             // stays cancelled; the attempt is still logged.
             if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
@@ -708,7 +1017,7 @@ impl Store {
             let found = match t.webhooks_read.entry(a.webhook_id.0) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(get_record::<WebhookRecord>(
-                    &t.webhooks,
+                    &*t.webhooks,
                     a.webhook_id.0,
                     "webhook",
                 )?),
@@ -1227,8 +1536,8 @@ fn with_last_attempt(
 /// Stores an attempt and its index entries.
 fn insert_attempt(txn: &WriteTransaction, record: &AttemptRecord) -> Result<()> {
     insert_attempt_encoded(
-        &mut txn.open_table(ATTEMPTS)?,
-        &mut txn.open_table(ATTEMPT_INDEX)?,
+        &mut Logged::plain(txn.open_table(ATTEMPTS)?),
+        &mut Logged::plain(txn.open_table(ATTEMPT_INDEX)?),
         &record.attempt,
         &encode(record)?,
     )
@@ -1236,8 +1545,8 @@ fn insert_attempt(txn: &WriteTransaction, record: &AttemptRecord) -> Result<()> 
 
 /// Stores an attempt, encoded, and its index entries.
 fn insert_attempt_encoded(
-    attempts: &mut Table<'_, u128, &'static [u8]>,
-    index: &mut Table<'_, (u8, u128, u8, u8, u128), ()>,
+    attempts: &mut Logged<'_, u128, &'static [u8]>,
+    index: &mut Logged<'_, (u8, u128, u8, u8, u128), ()>,
     attempt: &Attempt,
     encoded: &[u8],
 ) -> Result<()> {
@@ -1463,7 +1772,7 @@ mod tests {
         old.attempt.event_id = event.id;
         let txn = store.write().expect("write");
         {
-            let mut t = HotTables::open(&txn).expect("tables");
+            let mut t = HotTables::open(&txn, false).expect("tables");
             t.events
                 .insert(event.id.0, json(&event).as_slice())
                 .expect("event");
@@ -1507,7 +1816,7 @@ mod tests {
         next.attempt.success = true;
         let txn = store.write().expect("write");
         {
-            let mut t = HotTables::open(&txn).expect("tables");
+            let mut t = HotTables::open(&txn, false).expect("tables");
             let encoded = encode(&next).expect("encode");
             Store::record_attempt_in(&mut t, &next, &encoded, None, 5).expect("record");
         }
@@ -1573,7 +1882,7 @@ mod tests {
         ];
         let txn = store.write().expect("write");
         {
-            let mut t = HotTables::open(&txn).expect("tables");
+            let mut t = HotTables::open(&txn, false).expect("tables");
             t.events
                 .insert(event.id.0, encode(&*event).expect("encode").as_slice())
                 .expect("event");
