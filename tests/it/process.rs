@@ -87,6 +87,89 @@ async fn every_accepted_event_is_delivered_after_a_kill() {
     assert!(status.success());
 }
 
+/// Killed while events are being posted (and their first attempts fail):
+/// most events of the last second are then only in the write-ahead log, not
+/// yet in the database file. After the restart every event answered 202
+/// arrives (an event whose answer the kill cut off may arrive too).
+#[tokio::test]
+async fn a_kill_under_load_loses_no_accepted_event() {
+    let ca = TestCa::new("Orki Test CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
+    // Retries go on through the load and after the restart.
+    let args = [
+        "--ca-file",
+        &ca_path,
+        "--retry-schedule",
+        "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
+    ];
+    let daemon = Daemon::start(dir.path(), &args).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start(&ca).await;
+    register(&http, &daemon.base, &rx).await;
+    // Down during the load, so that nothing is delivered before the kill.
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (http, base, accepted) = (http.clone(), daemon.base.clone(), accepted.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                let sent = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(INGEST_KEY)
+                    .json(&json!({"type": "message.created", "data": {"c": c, "i": i}}))
+                    .send()
+                    .await;
+                // The kill: this request and the client's later ones fail.
+                let Ok(r) = sent else { break };
+                let Ok(body) = r.json::<Value>().await else {
+                    break;
+                };
+                let id = body["id"].as_str().expect("id").to_owned();
+                accepted.lock().expect("lock").insert(id);
+            }
+        }));
+    }
+    let count = || accepted.lock().expect("lock").len();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while count() < 400 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("400 events accepted");
+    daemon.kill().await;
+    for c in clients {
+        tokio::time::timeout(Duration::from_secs(30), c)
+            .await
+            .expect("clients stop once the daemon is gone")
+            .expect("client task");
+    }
+    let accepted = accepted.lock().expect("lock").clone();
+
+    rx.set_post(PostMode::default());
+    let daemon = Daemon::start(dir.path(), &args).await;
+    let mut delivered = HashSet::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while !delivered.is_superset(&accepted) {
+            let got = rx.next(Duration::from_secs(60)).await;
+            if got.answered == 200 {
+                assert!(got.signature_ok);
+                delivered.insert(got.json()["id"].as_str().expect("id").to_owned());
+            }
+        }
+    })
+    .await
+    .expect("all accepted events delivered after the restart");
+    let status = daemon.terminate(Duration::from_secs(15)).await;
+    assert!(status.success());
+}
+
 /// Posts event number `i`, about 2 KB.
 async fn post_padded(http: &reqwest::Client, base: &str, i: u32) -> reqwest::Response {
     http.post(format!("{base}/v1/events"))
