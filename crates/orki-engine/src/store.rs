@@ -2,8 +2,11 @@
 //!
 //! Every business operation is one write transaction, committed with
 //! `Durability::Immediate` (redb's default): when a method returns `Ok`, the
-//! change is on disk. The calls block; the engine runs them on its store
-//! threads or its group-commit writer (see `EngineHandle::blocking`).
+//! change is on disk. The group commit's batches are the exception: most are
+//! committed without a sync and made durable through the write-ahead log
+//! ([`crate::wal`]; `begin_batch`, `commit_batch`), which opening the database
+//! replays. The calls block; the engine runs them on its store threads or its
+//! group-commit writer (see `EngineHandle::blocking`).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
