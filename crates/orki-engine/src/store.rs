@@ -8,6 +8,7 @@
 //! replays. The calls block; the engine runs them on its store threads or its
 //! group-commit writer (see `EngineHandle::blocking`).
 
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,8 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use std::borrow::Borrow;
-
 use redb::{
     Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, Table, Value, WriteTransaction,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::{Error, Result};
 
 /// A checkpoint is due once this much has been logged since the last one.
-pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+pub const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
 /// A checkpoint is due this long after the last one, when anything was logged.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Bytes before a record's payload.
