@@ -93,8 +93,20 @@ impl GroupCommit {
 fn writer(store: Store, rx: &mpsc::Receiver<Msg>) {
     let mut closing = false;
     while !closing {
-        let Ok(Msg::Op(first)) = rx.recv() else {
-            break;
+        let received = match store.checkpoint_due_in() {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_timeout(due),
+        };
+        let first = match received {
+            Ok(Msg::Op(op)) => op,
+            // Idle with batches only in the log: a checkpoint now.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = store.checkpoint() {
+                    tracing::error!(error = %e, "a checkpoint failed; the log keeps the batches");
+                }
+                continue;
+            }
+            Ok(Msg::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
@@ -329,5 +341,32 @@ mod tests {
         let stopped = Store::open(&crash_image(&path, clean.path(), false)).expect("open");
         assert_eq!(found(&stopped, &accepted), 60);
         assert_eq!(stopped.pending_count().expect("count"), 40);
+    }
+
+    /// With no batch after them, logged batches still reach the database file
+    /// by themselves: the writer checkpoints once the interval has passed.
+    #[tokio::test]
+    async fn an_idle_writer_checkpoints_what_it_logged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("orki.redb");
+        let store = Store::open(&path).expect("open");
+        store.set_checkpoint_every(Duration::from_millis(50));
+        store.insert_webhook(&webhook()).expect("webhook");
+        let writes = GroupCommit::start(store.clone()).expect("writer");
+        let accepted = ingest(&writes, 10).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let image = tempfile::tempdir().expect("dir");
+            let copy = Store::open(&crash_image(&path, image.path(), false)).expect("open");
+            if found(&copy, &accepted) == accepted.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the logged batches never reached the file"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        writes.close();
     }
 }

@@ -539,6 +539,14 @@ impl Store {
         Ok(())
     }
 
+    /// How long until a checkpoint is due by time, when anything was logged
+    /// since the last one: the group commit makes it then even if no batch
+    /// comes, so that an idle engine does not keep its last batches only in
+    /// the log.
+    pub(crate) fn checkpoint_due_in(&self) -> Option<Duration> {
+        self.wal().checkpoint_due_in()
+    }
+
     /// Commits everything durably (an empty durable transaction does) and
     /// starts the log again, when anything was logged since the last
     /// checkpoint. The group commit calls this as it stops.
@@ -546,13 +554,25 @@ impl Store {
         if self.wal().is_empty() {
             return Ok(());
         }
-        self.checkpoint_on(&*self.database()?)
+        match self.database() {
+            Ok(db) => self.checkpoint_on(&db),
+            Err(e) => {
+                self.wal().checkpoint_failed();
+                Err(e)
+            }
+        }
     }
 
     fn checkpoint_on(&self, db: &Database) -> Result<()> {
-        db.begin_write()?.commit()?;
-        self.wal().checkpointed();
-        Ok(())
+        let committed = db
+            .begin_write()
+            .map_err(Error::from)
+            .and_then(|txn| Ok(txn.commit()?));
+        match committed {
+            Ok(()) => self.wal().checkpointed(),
+            Err(_) => self.wal().checkpoint_failed(),
+        }
+        committed
     }
 
     /// How long after a checkpoint the next one is due (tests).

@@ -34,8 +34,11 @@ pub const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Bytes before a record's payload.
 const HEADER: usize = 16;
-/// No record is larger (a batch of 1,024 operations is a few MiB at most).
+/// No record is larger (a batch of 1,024 attempt records with 64 KiB response
+/// bodies is 64 MiB).
 const MAX_PAYLOAD: usize = 1 << 30;
+/// The largest record buffer kept between appends.
+const KEEP_BUFFER: usize = 1024 * 1024;
 
 /// The log file next to the database at `db`.
 pub fn path_for(db: &Path) -> PathBuf {
@@ -89,6 +92,12 @@ impl Wal {
             || (self.len > 0 && self.checkpointed_at.elapsed() >= self.every)
     }
 
+    /// How long until a checkpoint is due by time, when anything was logged
+    /// since the last one.
+    pub fn checkpoint_due_in(&self) -> Option<Duration> {
+        (self.len > 0).then(|| self.every.saturating_sub(self.checkpointed_at.elapsed()))
+    }
+
     /// Appends record `seq` and syncs it: when this returns `Ok`, the record
     /// survives a crash.
     pub fn append(&mut self, seq: u64, payload: &[u8]) -> std::io::Result<()> {
@@ -107,9 +116,15 @@ impl Wal {
             .file
             .write_all(&self.buf)
             .and_then(|()| self.file.sync_data());
+        let appended = self.buf.len() as u64;
+        // A batch of large response bodies can make one record many MiB; its
+        // buffer is not kept for the small ones after it.
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf = Vec::new();
+        }
         match written {
             Ok(()) => {
-                self.len += self.buf.len() as u64;
+                self.len += appended;
                 Ok(())
             }
             Err(e) => {
@@ -130,6 +145,12 @@ impl Wal {
             // Records go on being appended after the old ones, still one chain.
             Err(e) => tracing::warn!(error = %e, "rewinding the write-ahead log failed"),
         }
+        self.checkpointed_at = Instant::now();
+    }
+
+    /// A checkpoint failed: the next one by time is tried a full interval
+    /// later, not at once again.
+    pub fn checkpoint_failed(&mut self) {
         self.checkpointed_at = Instant::now();
     }
 
@@ -271,6 +292,21 @@ mod tests {
         assert_eq!(seqs(&path), [5, 6]);
         wal.append(7, &[4; 64]).expect("append");
         assert_eq!(seqs(&path), [5, 6, 7]);
+    }
+
+    #[test]
+    fn a_checkpoint_is_due_in_time_only_when_something_was_logged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut wal = Wal::open(&dir.path().join("x.wal"), Duration::from_secs(60)).expect("open");
+        assert_eq!(wal.checkpoint_due_in(), None);
+        wal.append(1, b"x").expect("append");
+        let due = wal.checkpoint_due_in().expect("due");
+        assert!(
+            due > Duration::from_secs(50) && due <= Duration::from_secs(60),
+            "{due:?}"
+        );
+        wal.checkpointed();
+        assert_eq!(wal.checkpoint_due_in(), None);
     }
 
     #[test]
