@@ -23,6 +23,42 @@ async fn register(http: &reqwest::Client, base: &str, rx: &Receiver) {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
 }
 
+/// The daemon on `dir` with a receiver registered, the receiver answering 503
+/// (down), so that nothing is delivered until it is up again.
+async fn start_with_endpoint_down(
+    ca: &TestCa,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (Daemon, reqwest::Client, Receiver) {
+    let daemon = Daemon::start(dir, args).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start(ca).await;
+    register(&http, &daemon.base, &rx).await;
+    rx.set_post(PostMode {
+        status: 503,
+        ..PostMode::default()
+    });
+    (daemon, http, rx)
+}
+
+/// Receives until every event id in `accepted` has arrived answered 200;
+/// returns the ids that did.
+async fn wait_for_ids(rx: &Receiver, accepted: &HashSet<String>) -> HashSet<String> {
+    let mut delivered = HashSet::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while !delivered.is_superset(accepted) {
+            let got = rx.next(Duration::from_secs(60)).await;
+            if got.answered == 200 {
+                assert!(got.signature_ok);
+                delivered.insert(got.json()["id"].as_str().expect("id").to_owned());
+            }
+        }
+    })
+    .await
+    .expect("all accepted events delivered after the restart");
+    delivered
+}
+
 #[tokio::test]
 async fn every_accepted_event_is_delivered_after_a_kill() {
     let ca = TestCa::new("Orki Test CA");
@@ -34,16 +70,8 @@ async fn every_accepted_event_is_delivered_after_a_kill() {
         "--retry-schedule",
         "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms",
     ];
-    let daemon = Daemon::start(dir.path(), &args).await;
-    let http = reqwest::Client::new();
-    let rx = Receiver::start(&ca).await;
-    register(&http, &daemon.base, &rx).await;
-
     // The endpoint is down while events come in.
-    rx.set_post(PostMode {
-        status: 503,
-        ..PostMode::default()
-    });
+    let (daemon, http, rx) = start_with_endpoint_down(&ca, dir.path(), &args).await;
     let mut posts = Vec::new();
     for i in 0..40 {
         let http = http.clone();
@@ -70,19 +98,7 @@ async fn every_accepted_event_is_delivered_after_a_kill() {
 
     rx.set_post(PostMode::default());
     let daemon = Daemon::start(dir.path(), &args).await;
-    let mut delivered = HashSet::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while delivered.len() < accepted.len() {
-            let got = rx.next(Duration::from_secs(60)).await;
-            if got.answered == 200 {
-                assert!(got.signature_ok);
-                delivered.insert(got.json()["id"].as_str().expect("id").to_owned());
-            }
-        }
-    })
-    .await
-    .expect("all accepted events delivered after the restart");
-    assert_eq!(delivered, accepted);
+    assert_eq!(wait_for_ids(&rx, &accepted).await, accepted);
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
 }
@@ -103,20 +119,15 @@ async fn a_kill_under_load_loses_no_accepted_event() {
         "--retry-schedule",
         "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
     ];
-    let daemon = Daemon::start(dir.path(), &args).await;
-    let http = reqwest::Client::new();
-    let rx = Receiver::start(&ca).await;
-    register(&http, &daemon.base, &rx).await;
     // Down during the load, so that nothing is delivered before the kill.
-    rx.set_post(PostMode {
-        status: 503,
-        ..PostMode::default()
-    });
+    let (daemon, http, rx) = start_with_endpoint_down(&ca, dir.path(), &args).await;
 
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let enough = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut clients = Vec::new();
     for c in 0..8 {
-        let (http, base, accepted) = (http.clone(), daemon.base.clone(), accepted.clone());
+        let (http, base) = (http.clone(), daemon.base.clone());
+        let (accepted, enough) = (accepted.clone(), enough.clone());
         clients.push(tokio::spawn(async move {
             for i in 0.. {
                 let sent = http
@@ -131,18 +142,17 @@ async fn a_kill_under_load_loses_no_accepted_event() {
                     break;
                 };
                 let id = body["id"].as_str().expect("id").to_owned();
-                accepted.lock().expect("lock").insert(id);
+                let mut accepted = accepted.lock().expect("lock");
+                accepted.insert(id);
+                if accepted.len() == 400 {
+                    enough.notify_one();
+                }
             }
         }));
     }
-    let count = || accepted.lock().expect("lock").len();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while count() < 400 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("400 events accepted");
+    tokio::time::timeout(Duration::from_secs(60), enough.notified())
+        .await
+        .expect("400 events accepted");
     daemon.kill().await;
     for c in clients {
         tokio::time::timeout(Duration::from_secs(30), c)
@@ -154,18 +164,7 @@ async fn a_kill_under_load_loses_no_accepted_event() {
 
     rx.set_post(PostMode::default());
     let daemon = Daemon::start(dir.path(), &args).await;
-    let mut delivered = HashSet::new();
-    tokio::time::timeout(Duration::from_secs(120), async {
-        while !delivered.is_superset(&accepted) {
-            let got = rx.next(Duration::from_secs(60)).await;
-            if got.answered == 200 {
-                assert!(got.signature_ok);
-                delivered.insert(got.json()["id"].as_str().expect("id").to_owned());
-            }
-        }
-    })
-    .await
-    .expect("all accepted events delivered after the restart");
+    wait_for_ids(&rx, &accepted).await;
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
 }
