@@ -490,18 +490,7 @@ impl Store {
     /// when a checkpoint is due (see [`Wal::wants_checkpoint`]), the batch is
     /// committed durably instead.
     pub(crate) fn begin_batch(&self) -> Result<Batch> {
-        let db = self.database()?;
-        let (db, mut txn) = match db.begin_write() {
-            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
-                let db = self.open_again(Some(db))?;
-                let txn = db.begin_write()?;
-                (db, txn)
-            }
-            other => {
-                let txn = other?;
-                (db, txn)
-            }
-        };
+        let (db, mut txn) = self.begin_on(Database::begin_write)?;
         let durable =
             self.wal().wants_checkpoint() || txn.set_durability(Durability::None).is_err();
         Ok(Batch { db, txn, durable })
@@ -521,16 +510,18 @@ impl Store {
         }
         let logged = {
             let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
-            match &slot.db {
+            if !slot
+                .db
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &db))
+            {
                 // Opened again since this batch began: the batch went with the
                 // old database, and the log was replayed without it.
-                current if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &db)) => {
-                    return Err(Error::Storage(
-                        "the database was opened again during the commit".into(),
-                    ));
-                }
-                _ => self.wal().append(seq, redo),
+                return Err(Error::Storage(
+                    "the database was opened again during the commit".into(),
+                ));
             }
+            self.wal().append(seq, redo)
         };
         if let Err(e) = logged {
             tracing::error!(error = %e, "writing the write-ahead log failed; committing with a sync instead");
@@ -600,12 +591,22 @@ impl Store {
         &self,
         begin: impl Fn(&Database) -> std::result::Result<T, redb::TransactionError>,
     ) -> Result<T> {
+        Ok(self.begin_on(begin)?.1)
+    }
+
+    /// [`Store::begin`], also returning the database the transaction is on.
+    fn begin_on<T>(
+        &self,
+        begin: impl Fn(&Database) -> std::result::Result<T, redb::TransactionError>,
+    ) -> Result<(Arc<Database>, T)> {
         let db = self.database()?;
         match begin(&db) {
             Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
-                Ok(begin(&*self.open_again(Some(db))?)?)
+                let db = self.open_again(Some(db))?;
+                let txn = begin(&db)?;
+                Ok((db, txn))
             }
-            other => Ok(other?),
+            other => Ok((db, other?)),
         }
     }
 

@@ -142,8 +142,13 @@ impl Wal {
                 self.len = 0;
                 self.broken = false;
             }
-            // Records go on being appended after the old ones, still one chain.
-            Err(e) => tracing::warn!(error = %e, "rewinding the write-ahead log failed"),
+            // A record appended after the old ones would follow a gap in the
+            // numbers (the checkpoint took one) and not be read back: every
+            // batch is committed durably until a rewind succeeds.
+            Err(e) => {
+                self.broken = true;
+                tracing::warn!(error = %e, "rewinding the write-ahead log failed");
+            }
         }
         self.checkpointed_at = Instant::now();
     }
