@@ -23,14 +23,34 @@ async fn register(http: &reqwest::Client, base: &str, rx: &Receiver) {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
 }
 
-/// The daemon on `dir` with a receiver registered, the receiver answering 503
-/// (down), so that nothing is delivered until it is up again.
+/// The kill tests' daemon arguments: the test CA, and a retry every second,
+/// fifty times (the most a schedule has), so that retries go on through the
+/// load and after the restart on a slow machine too.
+fn kill_test_args(ca: &TestCa) -> Vec<String> {
+    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
+    let schedule = vec!["1s"; 50].join(",");
+    vec![
+        "--ca-file".into(),
+        ca_path,
+        "--retry-schedule".into(),
+        schedule,
+    ]
+}
+
+/// The daemon on `dir` with the kill tests' arguments.
+async fn start_for_kill_test(ca: &TestCa, dir: &std::path::Path) -> Daemon {
+    let args = kill_test_args(ca);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(dir, &args).await
+}
+
+/// [`start_for_kill_test`] with a receiver registered, the receiver answering
+/// 503 (down), so that nothing is delivered until it is up again.
 async fn start_with_endpoint_down(
     ca: &TestCa,
     dir: &std::path::Path,
-    args: &[&str],
 ) -> (Daemon, reqwest::Client, Receiver) {
-    let daemon = Daemon::start(dir, args).await;
+    let daemon = start_for_kill_test(ca, dir).await;
     let http = reqwest::Client::new();
     let rx = Receiver::start(ca).await;
     register(&http, &daemon.base, &rx).await;
@@ -63,15 +83,8 @@ async fn wait_for_ids(rx: &Receiver, accepted: &HashSet<String>) -> HashSet<Stri
 async fn every_accepted_event_is_delivered_after_a_kill() {
     let ca = TestCa::new("Orki Test CA");
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
-    let args = [
-        "--ca-file",
-        &ca_path,
-        "--retry-schedule",
-        "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms",
-    ];
     // The endpoint is down while events come in.
-    let (daemon, http, rx) = start_with_endpoint_down(&ca, dir.path(), &args).await;
+    let (daemon, http, rx) = start_with_endpoint_down(&ca, dir.path()).await;
     let mut posts = Vec::new();
     for i in 0..40 {
         let http = http.clone();
@@ -97,7 +110,7 @@ async fn every_accepted_event_is_delivered_after_a_kill() {
     daemon.kill().await;
 
     rx.set_post(PostMode::default());
-    let daemon = Daemon::start(dir.path(), &args).await;
+    let daemon = start_for_kill_test(&ca, dir.path()).await;
     assert_eq!(wait_for_ids(&rx, &accepted).await, accepted);
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
@@ -111,16 +124,8 @@ async fn every_accepted_event_is_delivered_after_a_kill() {
 async fn a_kill_under_load_loses_no_accepted_event() {
     let ca = TestCa::new("Orki Test CA");
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
-    // Retries go on through the load and after the restart.
-    let args = [
-        "--ca-file",
-        &ca_path,
-        "--retry-schedule",
-        "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
-    ];
     // Down during the load, so that nothing is delivered before the kill.
-    let (daemon, http, rx) = start_with_endpoint_down(&ca, dir.path(), &args).await;
+    let (daemon, http, rx) = start_with_endpoint_down(&ca, dir.path()).await;
 
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
     let enough = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -163,7 +168,7 @@ async fn a_kill_under_load_loses_no_accepted_event() {
     let accepted = accepted.lock().expect("lock").clone();
 
     rx.set_post(PostMode::default());
-    let daemon = Daemon::start(dir.path(), &args).await;
+    let daemon = start_for_kill_test(&ca, dir.path()).await;
     wait_for_ids(&rx, &accepted).await;
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());

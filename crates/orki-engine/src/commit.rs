@@ -147,7 +147,7 @@ fn writer(store: Store, rx: &mpsc::Receiver<Msg>) {
         tracing::trace!(
             ops = n,
             logged = logs,
-            redo_bytes = redo.len(),
+            redo_bytes = redo.iter().map(Vec::len).sum::<usize>(),
             apply_us = (applied - started).as_micros() as u64,
             commit_us = applied.elapsed().as_micros() as u64,
             "group commit"
@@ -161,51 +161,58 @@ fn writer(store: Store, rx: &mpsc::Receiver<Msg>) {
     }
     // What was logged since the last checkpoint goes into the database file,
     // so the next start has nothing to replay.
-    if let Err(e) = store.checkpoint() {
+    if let Err(e) = store.close_log() {
         tracing::error!(error = %e, "the last checkpoint failed; the next start replays the write-ahead log");
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
     use chrono::Utc;
 
     use super::*;
-    use crate::ids::{AttemptId, WebhookId};
-    use crate::model::{Accepted, Attempt, AttemptRecord, RequestRecord, WebhookRecord};
-    use crate::store::{AttemptFilter, NewEvent};
+    use crate::ids::{DeliveryId, WebhookId};
+    use crate::model::{Accepted, WebhookRecord};
+    use crate::store::tests::attempt;
+    use crate::store::{AttemptFilter, NewEvent, unix_ms};
     use crate::{Secret, wal};
 
-    fn webhook() -> WebhookRecord {
-        WebhookRecord {
+    /// A store at `path` with one webhook (to `message.created`) and its
+    /// writer, checkpointing by time only every `every`.
+    fn writer_on(path: &Path, every: Duration) -> (Store, WebhookId, GroupCommit) {
+        let store = Store::open(path).expect("open");
+        store.set_checkpoint_every(every);
+        let now = Utc::now();
+        let hook = WebhookRecord {
             id: WebhookId::generate(),
             url: "https://crm.office.lan/hooks".into(),
             verify_token: Secret::new("a-verify-token"),
             events: vec!["message.created".into()],
             enabled: true,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+            created_at: now,
+            updated_at: now,
             consecutive_failures: 0,
             last_attempt_at: None,
             last_status_code: None,
             parsed_url: Default::default(),
-        }
+        };
+        store.insert_webhook(&hook).expect("webhook");
+        let writes = GroupCommit::start(store.clone()).expect("writer");
+        (store, hook.id, writes)
     }
 
-    async fn ingest(writes: &GroupCommit, n: usize) -> Vec<Accepted> {
+    /// Accepts `n` events through the writer; each with its one delivery.
+    async fn ingest(writes: &GroupCommit, n: usize) -> Vec<(Accepted, DeliveryId)> {
         let posts = (0..n).map(|i| {
-            let new = NewEvent::new(
-                "message.created",
-                &format!(r#"{{"i":{i}}}"#),
-                None,
-                Utc::now(),
-            )
-            .expect("event");
-            writes.run(move |t| Store::ingest_in(t, new).map(|(accepted, _)| accepted))
+            let data = format!(r#"{{"i":{i}}}"#);
+            let new = NewEvent::new("message.created", &data, None, Utc::now()).expect("event");
+            writes.run(move |t| {
+                let (accepted, jobs) = Store::ingest_in(t, new)?;
+                Ok((accepted, jobs.first().expect("one delivery").delivery_id))
+            })
         });
         futures_util::future::join_all(posts)
             .await
@@ -214,46 +221,16 @@ mod tests {
             .collect()
     }
 
-    /// Records a successful first attempt of the event's one delivery, which
-    /// takes it off the due queue (a delete in the log).
-    async fn deliver(writes: &GroupCommit, store: &Store, accepted: &Accepted, webhook: WebhookId) {
-        let event = store.get_event(accepted.id).expect("read").expect("event");
-        let delivery = store
-            .due_jobs(&crate::queue::ReloadPlan {
-                limit: 100_000,
-                known: Default::default(),
-            })
-            .expect("due")
-            .0
-            .into_iter()
-            .find(|j| j.known.as_ref().is_some_and(|k| k.event.id == event.id))
-            .expect("queued")
-            .delivery_id;
-        let id = AttemptId::generate();
-        let record = AttemptRecord {
-            attempt: Attempt {
-                id,
-                delivery_id: delivery,
-                webhook_id: webhook,
-                event_id: event.id,
-                event_type: event.event_type.clone(),
-                attempt: 1,
-                timestamp: Utc::now(),
-                success: true,
-                status_code: Some(200),
-                response_time_ms: 3,
-                error: None,
-                error_class: None,
-                test: false,
-                next_retry_at: None,
-            },
-            request: RequestRecord {
-                url: "https://crm.office.lan/hooks".into(),
-                method: "POST".into(),
-                headers: BTreeMap::new(),
-            },
-            response: None,
-        };
+    /// Records a successful first attempt of `delivery`, which takes it off
+    /// the due queue (a delete in the log).
+    async fn deliver(
+        writes: &GroupCommit,
+        (accepted, delivery): &(Accepted, DeliveryId),
+        hook: WebhookId,
+    ) {
+        let mut record = attempt(hook, unix_ms(Utc::now()), "message.created", true, 3);
+        record.attempt.delivery_id = *delivery;
+        record.attempt.event_id = accepted.id;
         let encoded = crate::codec::encode(&record).expect("encode");
         writes
             .run(move |t| Store::record_attempt_in(t, &record, &encoded, None, 5))
@@ -263,7 +240,7 @@ mod tests {
 
     /// What is on disk now, as a crash would leave it: the database file and,
     /// with `log`, the write-ahead log, copied to `to`.
-    fn crash_image(db: &Path, to: &Path, log: bool) -> std::path::PathBuf {
+    fn crash_image(db: &Path, to: &Path, log: bool) -> PathBuf {
         let image = to.join("orki.redb");
         std::fs::copy(db, &image).expect("copy the database");
         if log {
@@ -272,31 +249,28 @@ mod tests {
         image
     }
 
-    fn found(store: &Store, accepted: &[Accepted]) -> usize {
+    fn found(store: &Store, accepted: &[(Accepted, DeliveryId)]) -> usize {
         accepted
             .iter()
-            .filter(|a| store.get_event(a.id).expect("read").is_some())
+            .filter(|(a, _)| store.get_event(a.id).expect("read").is_some())
             .count()
     }
 
     /// Batches are committed without a sync and made durable by the log: a
     /// crash image of the database file alone holds none of them, and with
     /// its log every one that was answered, deletes included; a run on the
-    /// replayed database logs on from there, and a clean stop checkpoints.
+    /// replayed database logs on from there, and a clean stop checkpoints and
+    /// empties the log.
     #[tokio::test]
     async fn every_answered_write_survives_a_crash_through_the_log() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("orki.redb");
-        let store = Store::open(&path).expect("open");
         // No checkpoint on its own during the test.
-        store.set_checkpoint_every(Duration::from_secs(3600));
-        let hook = webhook();
-        store.insert_webhook(&hook).expect("webhook");
-        let writes = GroupCommit::start(store.clone()).expect("writer");
+        let (store, hook, writes) = writer_on(&path, Duration::from_secs(3600));
         let accepted = ingest(&writes, 60).await;
-        assert!(accepted.iter().all(|a| a.deliveries == 1));
+        assert!(accepted.iter().all(|(a, _)| a.deliveries == 1));
         for a in &accepted[..20] {
-            deliver(&writes, &store, a, hook.id).await;
+            deliver(&writes, a, hook).await;
         }
         assert_eq!(store.pending_count().expect("count"), 40);
 
@@ -335,8 +309,10 @@ mod tests {
         drop(second);
         image_writes.close();
 
-        // A clean stop puts everything in the file: nothing depends on the log.
+        // A clean stop puts everything in the file: nothing depends on the log,
+        // and the next start has nothing in it to read.
         writes.close();
+        assert!(wal::read(&wal::path_for(&path)).expect("read").is_empty());
         let clean = tempfile::tempdir().expect("dir");
         let stopped = Store::open(&crash_image(&path, clean.path(), false)).expect("open");
         assert_eq!(found(&stopped, &accepted), 60);
@@ -349,10 +325,7 @@ mod tests {
     async fn an_idle_writer_checkpoints_what_it_logged() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("orki.redb");
-        let store = Store::open(&path).expect("open");
-        store.set_checkpoint_every(Duration::from_millis(50));
-        store.insert_webhook(&webhook()).expect("webhook");
-        let writes = GroupCommit::start(store.clone()).expect("writer");
+        let (_store, _, writes) = writer_on(&path, Duration::from_millis(50));
         let accepted = ingest(&writes, 10).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -199,11 +199,10 @@ impl<'txn> HotTables<'txn> {
     }
 
     /// What was written through these tables so far (a redo record's
-    /// payload), table by table: writes to different tables do not depend on
-    /// each other's order.
-    pub fn take_redo(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for redo in [
+    /// payload), one part per table written to: writes to different tables do
+    /// not depend on each other's order.
+    pub fn take_redo(&mut self) -> Vec<Vec<u8>> {
+        [
             &mut self.events.redo,
             &mut self.deliveries.redo,
             &mut self.due.redo,
@@ -215,10 +214,9 @@ impl<'txn> HotTables<'txn> {
         ]
         .into_iter()
         .flatten()
-        {
-            out.append(redo);
-        }
-        out
+        .filter(|redo| !redo.is_empty())
+        .map(std::mem::take)
+        .collect()
     }
 
     /// Applies a redo record's payload (see [`HotTables::take_redo`]).
@@ -399,16 +397,18 @@ fn open_database(path: &Path) -> Result<Database> {
     }
     let log = wal::path_for(path);
     let records = wal::read(&log)?;
-    let durable = batch_seq(&txn)?;
+    let mut meta = txn.open_table(META)?;
+    let durable = batch_seq(&meta)?;
     let mut replayed = 0;
     {
         let mut tables = HotTables::open(&txn, false)?;
         for (seq, redo) in records.iter().filter(|(seq, _)| *seq > durable) {
             tables.replay(redo)?;
             replayed += 1;
-            set_batch_seq(&txn, *seq)?;
+            meta.insert(WAL_SEQ, seq.to_string().as_str())?;
         }
     }
+    drop(meta);
     txn.commit()?;
     if replayed > 0 {
         // The last run ended without its final checkpoint: a crash, a kill, a
@@ -421,9 +421,8 @@ fn open_database(path: &Path) -> Result<Database> {
     Ok(db)
 }
 
-/// The sequence number of the last group-commit batch in `txn`'s view.
-fn batch_seq(txn: &WriteTransaction) -> Result<u64> {
-    let meta = txn.open_table(META)?;
+/// The sequence number of the last group-commit batch in `meta`.
+fn batch_seq(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<u64> {
     let seq = meta.get(WAL_SEQ)?.map(|v| v.value().parse::<u64>());
     match seq {
         None => Ok(0),
@@ -432,10 +431,12 @@ fn batch_seq(txn: &WriteTransaction) -> Result<u64> {
     }
 }
 
-fn set_batch_seq(txn: &WriteTransaction, seq: u64) -> Result<()> {
-    txn.open_table(META)?
-        .insert(WAL_SEQ, seq.to_string().as_str())?;
-    Ok(())
+/// Numbers the batch of `txn`: one past the last, written into it.
+fn next_batch_seq(txn: &WriteTransaction) -> Result<u64> {
+    let mut meta = txn.open_table(META)?;
+    let seq = batch_seq(&meta)? + 1;
+    meta.insert(WAL_SEQ, seq.to_string().as_str())?;
+    Ok(seq)
 }
 
 /// A group-commit batch's transaction (see [`Store::begin_batch`]).
@@ -499,10 +500,9 @@ impl Store {
     /// Commits a batch begun with [`Store::begin_batch`], with `redo`, what its
     /// tables logged. When this returns `Ok`, the batch survives a crash: in
     /// the database file, or in the log.
-    pub(crate) fn commit_batch(&self, batch: Batch, redo: &[u8]) -> Result<()> {
+    pub(crate) fn commit_batch(&self, batch: Batch, redo: &[Vec<u8>]) -> Result<()> {
         let Batch { db, txn, durable } = batch;
-        let seq = batch_seq(&txn)? + 1;
-        set_batch_seq(&txn, seq)?;
+        let seq = next_batch_seq(&txn)?;
         txn.commit()?;
         if durable {
             self.wal().checkpointed();
@@ -538,9 +538,19 @@ impl Store {
         self.wal().checkpoint_due_in()
     }
 
+    /// The group commit's last step as it stops: a checkpoint, then the log
+    /// emptied, so that the next start has nothing to read.
+    pub(crate) fn close_log(&self) -> Result<()> {
+        self.checkpoint()?;
+        self.wal().clear().map_err(|source| Error::Io {
+            context: "emptying the write-ahead log".into(),
+            source,
+        })
+    }
+
     /// Commits everything durably (an empty durable transaction does) and
     /// starts the log again, when anything was logged since the last
-    /// checkpoint. The group commit calls this as it stops.
+    /// checkpoint; the group commit calls this when it is idle.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         if self.wal().is_empty() {
             return Ok(());
@@ -1669,13 +1679,20 @@ fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::model::RequestRecord;
 
-    fn attempt(wh: WebhookId, at_ms: u64, ty: &str, success: bool, n: u64) -> AttemptRecord {
+    /// A finished attempt to `wh` at `at_ms` (ids made at that time).
+    pub(crate) fn attempt(
+        wh: WebhookId,
+        at_ms: u64,
+        ty: &str,
+        success: bool,
+        n: u64,
+    ) -> AttemptRecord {
         let at = DateTime::from_timestamp_millis(at_ms as i64).expect("time");
         AttemptRecord {
             attempt: Attempt {

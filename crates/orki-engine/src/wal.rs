@@ -60,15 +60,13 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the log; the next record goes at its beginning, so
-    /// call this only when the database holds everything the log held (after
-    /// [`read`] and its replay).
+    /// Opens (or creates) the log, emptied: call this only when the database
+    /// holds everything the log held (after [`read`] and its replay).
     pub fn open(path: &Path, every: Duration) -> Result<Self> {
         let file = OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(true)
             .open(path)
             .map_err(|source| Error::Io {
                 context: format!("opening the write-ahead log {}", path.display()),
@@ -89,7 +87,7 @@ impl Wal {
     pub fn wants_checkpoint(&self) -> bool {
         self.broken
             || self.len >= CHECKPOINT_BYTES
-            || (self.len > 0 && self.checkpointed_at.elapsed() >= self.every)
+            || self.checkpoint_due_in().is_some_and(|due| due.is_zero())
     }
 
     /// How long until a checkpoint is due by time, when anything was logged
@@ -100,16 +98,21 @@ impl Wal {
 
     /// Appends record `seq` and syncs it: when this returns `Ok`, the record
     /// survives a crash.
-    pub fn append(&mut self, seq: u64, payload: &[u8]) -> std::io::Result<()> {
-        let len = u32::try_from(payload.len())
+    /// The payload is given in parts (one per table), written as one.
+    pub fn append(&mut self, seq: u64, payload: &[Vec<u8>]) -> std::io::Result<()> {
+        let total: usize = payload.iter().map(Vec::len).sum();
+        let len = u32::try_from(total)
             .ok()
             .filter(|&n| n as usize <= MAX_PAYLOAD)
             .ok_or_else(|| std::io::Error::other("a write-ahead record is too large"))?;
         self.buf.clear();
+        self.buf.reserve(HEADER + total);
         self.buf.extend_from_slice(&len.to_le_bytes());
         self.buf.extend_from_slice(&[0; 4]);
         self.buf.extend_from_slice(&seq.to_le_bytes());
-        self.buf.extend_from_slice(payload);
+        for part in payload {
+            self.buf.extend_from_slice(part);
+        }
         let crc = crc32fast::hash(&self.buf[8..]);
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
         let written = self
@@ -151,6 +154,14 @@ impl Wal {
             }
         }
         self.checkpointed_at = Instant::now();
+    }
+
+    /// The database holds everything, and nothing more will be logged (a
+    /// clean stop): the log is emptied, so the next start reads nothing.
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.checkpointed();
+        Ok(())
     }
 
     /// A checkpoint failed: the next one by time is tried a full interval
@@ -230,9 +241,10 @@ mod tests {
         assert!(read(&path).expect("no file").is_empty());
         let mut wal = Wal::open(&path, CHECKPOINT_EVERY).expect("open");
         assert!(!wal.wants_checkpoint(), "an empty log needs no checkpoint");
-        wal.append(7, b"seven").expect("append");
-        wal.append(8, b"").expect("append");
-        wal.append(9, &[0xff; 5000]).expect("append");
+        wal.append(7, &[b"sev".to_vec(), b"en".to_vec()])
+            .expect("append");
+        wal.append(8, &[]).expect("append");
+        wal.append(9, &[vec![0xff; 5000]]).expect("append");
         let records = read(&path).expect("read");
         assert_eq!(
             records,
@@ -251,7 +263,7 @@ mod tests {
         let path = dir.path().join("x.wal");
         let mut wal = Wal::open(&path, CHECKPOINT_EVERY).expect("open");
         for seq in 1..=3 {
-            wal.append(seq, &[seq as u8; 100]).expect("append");
+            wal.append(seq, &[vec![seq as u8; 100]]).expect("append");
         }
         let whole = std::fs::read(&path).expect("bytes");
         // The last record cut short, as by a crash in the middle of its write.
@@ -275,7 +287,7 @@ mod tests {
         let path = dir.path().join("x.wal");
         let mut wal = Wal::open(&path, Duration::ZERO).expect("open");
         for seq in 1..=4 {
-            wal.append(seq, &[1; 64]).expect("append");
+            wal.append(seq, &[vec![1; 64]]).expect("append");
         }
         assert!(
             wal.wants_checkpoint(),
@@ -289,13 +301,13 @@ mod tests {
         assert_eq!(seqs(&path), [1, 2, 3, 4]);
         // A new record shorter than the one it overwrote: the old bytes after
         // it do not continue the chain.
-        wal.append(5, &[2; 10]).expect("append");
+        wal.append(5, &[vec![2; 10]]).expect("append");
         assert_eq!(seqs(&path), [5]);
         // Nor does an old record that lines up exactly: its number is lower.
-        wal.append(6, &[3; 2 * (HEADER + 64) - (HEADER + 10) - HEADER])
+        wal.append(6, &[vec![3; 2 * (HEADER + 64) - (HEADER + 10) - HEADER]])
             .expect("append");
         assert_eq!(seqs(&path), [5, 6]);
-        wal.append(7, &[4; 64]).expect("append");
+        wal.append(7, &[vec![4; 64]]).expect("append");
         assert_eq!(seqs(&path), [5, 6, 7]);
     }
 
@@ -304,7 +316,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let mut wal = Wal::open(&dir.path().join("x.wal"), Duration::from_secs(60)).expect("open");
         assert_eq!(wal.checkpoint_due_in(), None);
-        wal.append(1, b"x").expect("append");
+        wal.append(1, &[b"x".to_vec()]).expect("append");
         let due = wal.checkpoint_due_in().expect("due");
         assert!(
             due > Duration::from_secs(50) && due <= Duration::from_secs(60),
@@ -319,9 +331,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let mut wal =
             Wal::open(&dir.path().join("x.wal"), Duration::from_secs(3600)).expect("open");
-        wal.append(1, &[0; 1000]).expect("append");
+        wal.append(1, &[vec![0; 1000]]).expect("append");
         assert!(!wal.wants_checkpoint());
-        wal.append(2, &vec![0; CHECKPOINT_BYTES as usize])
+        wal.append(2, &[vec![0; CHECKPOINT_BYTES as usize]])
             .expect("append");
         assert!(wal.wants_checkpoint());
     }
