@@ -5,6 +5,7 @@
 mod support;
 
 mod delivery;
+mod hangups;
 mod ingest;
 mod openapi;
 mod operations;

@@ -70,6 +70,18 @@ impl GroupCommit {
         &self,
         op: impl for<'t> FnOnce(&mut HotTables<'t>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.run_then(op, |v| v).await
+    }
+
+    /// Runs `op` in the next batch, then `then` on its result on the writer
+    /// thread once the commit is durable, before answering. What a commit
+    /// changes is made known to the in-memory side here, by the committing
+    /// side: the caller may be gone by then (a client that hung up).
+    pub async fn run_then<T: Send + 'static, U: Send + 'static>(
+        &self,
+        op: impl for<'t> FnOnce(&mut HotTables<'t>) -> Result<T> + Send + 'static,
+        then: impl FnOnce(T) -> U + Send + 'static,
+    ) -> Result<U> {
         let (done, answer) = oneshot::channel();
         let apply: Apply = Box::new(move |tables| {
             let result = op(tables);
@@ -77,7 +89,7 @@ impl GroupCommit {
                 let _ = done.send(match (result, commit) {
                     (Err(e), _) => Err(e),
                     (Ok(_), Err(e)) => Err(Error::Storage(e)),
-                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(v), Ok(())) => Ok(then(v)),
                 });
             })
         });

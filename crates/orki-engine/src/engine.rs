@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -155,11 +155,38 @@ pub(crate) struct Inner {
     pub(crate) cancel: CancellationToken,
     /// Where the blocking store calls run (see [`EngineHandle::blocking`]).
     store_threads: StoreThreads,
+    /// Held by an admin write from its transaction until the in-memory side
+    /// (webhook cache, queue, settings) shows it, so two writes cannot leave
+    /// the cache in the older one's state.
+    admin_writes: Mutex<()>,
+    /// Work that must finish even if the caller goes away (see [`EngineHandle::detached`]).
+    tasks: TaskTracker,
 }
 
 /// Threads for blocking store calls: enough that a log query does not wait
 /// behind a backlog read, few enough to stay small on a 2-core machine.
 const STORE_THREADS: usize = 4;
+
+impl Inner {
+    fn settings_now(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps the cache of webhooks in step with a commit: `Some` saved, `None` deleted.
+    fn cache_webhook(&self, id: WebhookId, record: Option<WebhookRecord>) {
+        let mut cache = self
+            .webhooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match record {
+            Some(r) => cache.insert(id, Arc::new(r)),
+            None => cache.remove(&id),
+        };
+    }
+}
 
 impl Engine {
     /// Starts the engine on an open store and an already-bound listener. Work
@@ -210,6 +237,7 @@ impl Engine {
         ));
         let (events, _) = broadcast::channel(1024);
         let writes = GroupCommit::start(store)?;
+        let tasks = TaskTracker::new();
         let handle = EngineHandle {
             inner: Arc::new(Inner {
                 config,
@@ -224,9 +252,10 @@ impl Engine {
                 events,
                 cancel: cancel.clone(),
                 store_threads,
+                admin_writes: Mutex::new(()),
+                tasks: tasks.clone(),
             }),
         };
-        let tasks = TaskTracker::new();
         tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
         tasks.spawn(crate::retention::run(handle.clone()));
         let app = crate::api::router(handle.clone());
@@ -279,6 +308,40 @@ impl EngineHandle {
         self.inner.store_threads.run(f).await
     }
 
+    /// Runs an admin write and what it changes in memory (the webhook cache, the
+    /// queue, the settings) on a store thread, as one piece: the job runs to the
+    /// end once handed over, so a caller that goes away (a client that hangs
+    /// up) cannot leave the in-memory side behind the database. `f` must only
+    /// touch memory after its transaction committed.
+    async fn admin_write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store, &Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        self.blocking(move |s| {
+            let _order = inner
+                .admin_writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(s, &inner)
+        })
+        .await
+    }
+
+    /// Runs `work` as a task of the engine and waits for it: dropping the
+    /// caller (a client that hangs up) does not stop it, and the engine's stop
+    /// waits for it.
+    async fn detached<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.inner
+            .tasks
+            .spawn(work)
+            .await
+            .map_err(|e| Error::Storage(format!("an engine task failed: {e}")))?
+    }
+
     /// The configuration the engine runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -322,19 +385,6 @@ impl EngineHandle {
             .cloned()
     }
 
-    /// Keeps the cache of webhooks in step with a commit: `Some` saved, `None` deleted.
-    fn cache_webhook(&self, id: WebhookId, record: Option<WebhookRecord>) {
-        let mut cache = self
-            .inner
-            .webhooks
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match record {
-            Some(r) => cache.insert(id, Arc::new(r)),
-            None => cache.remove(&id),
-        };
-    }
-
     /// The known event types with descriptions and samples.
     pub fn event_types(&self) -> Vec<EventType> {
         event_types::catalogue()
@@ -342,11 +392,7 @@ impl EngineHandle {
 
     /// The settings in force (stored ones, with this run's overrides).
     pub fn settings(&self) -> Settings {
-        self.inner
-            .settings
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.inner.settings_now()
     }
 
     pub(crate) fn threshold(&self) -> u32 {
@@ -392,36 +438,37 @@ impl EngineHandle {
     /// Changes settings (`PATCH /v1/settings`): all fields are validated first, and a
     /// bad one changes nothing. `regenerate_ingest_key: true` makes a new ingest key.
     pub async fn update_settings(&self, patch: Map<String, Value>) -> Result<SettingsView> {
-        let mut stored = self.blocking(|s| s.load_settings()).await?;
-        let regenerate = stored.apply_patch(&patch)?;
-        if regenerate && self.inner.config.ingest_key.is_some() {
-            return Err(Error::Conflict {
-                code: "ingest_key_from_env",
-                message: "the ingest key is set by ORKI_INGEST_KEY; change it there".into(),
-            });
-        }
-        let saved = stored.clone();
-        let fresh = self
-            .blocking(move |s| s.save_settings(&saved, regenerate))
-            .await?;
-        {
-            let mut effective = self
-                .inner
-                .settings
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Same checks as on `stored`, so this cannot fail halfway.
-            effective.apply_patch(&patch)?;
-        }
-        if let Some(key) = fresh {
-            self.inner
-                .credentials
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .ingest_key = key;
-            tracing::info!("ingest key regenerated");
-        }
-        tracing::info!(fields = ?patch.keys().collect::<Vec<_>>(), "settings changed");
+        let key_from_env = self.inner.config.ingest_key.is_some();
+        self.admin_write(move |s, inner| {
+            let mut stored = s.load_settings()?;
+            let regenerate = stored.apply_patch(&patch)?;
+            if regenerate && key_from_env {
+                return Err(Error::Conflict {
+                    code: "ingest_key_from_env",
+                    message: "the ingest key is set by ORKI_INGEST_KEY; change it there".into(),
+                });
+            }
+            let fresh = s.save_settings(&stored, regenerate)?;
+            {
+                let mut effective = inner
+                    .settings
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Same checks as on `stored`, so this cannot fail halfway.
+                effective.apply_patch(&patch)?;
+            }
+            if let Some(key) = fresh {
+                inner
+                    .credentials
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .ingest_key = key;
+                tracing::info!("ingest key regenerated");
+            }
+            tracing::info!(fields = ?patch.keys().collect::<Vec<_>>(), "settings changed");
+            Ok(())
+        })
+        .await?;
         self.settings_view().await
     }
 
@@ -446,8 +493,12 @@ impl EngineHandle {
             parsed_url: std::sync::OnceLock::new(),
         };
         let saved = record.clone();
-        self.blocking(move |s| s.insert_webhook(&saved)).await?;
-        self.cache_webhook(record.id, Some(record.clone()));
+        self.admin_write(move |s, inner| {
+            s.insert_webhook(&saved)?;
+            inner.cache_webhook(saved.id, Some(saved));
+            Ok(())
+        })
+        .await?;
         tracing::info!(webhook = %record.id, url = %redacted(&url), "webhook registered");
         Ok(record.view(self.threshold(), true))
     }
@@ -485,8 +536,8 @@ impl EngineHandle {
         }
         let enabled = patch.enabled;
         let updated = self
-            .blocking(move |s| {
-                s.update_webhook(id, |w| {
+            .admin_write(move |s, inner| {
+                let updated = s.update_webhook(id, |w| {
                     if let Some(u) = url {
                         w.url = u.to_string();
                     }
@@ -505,13 +556,14 @@ impl EngineHandle {
                     }
                     w.updated_at = Utc::now();
                     Ok(())
-                })
+                })?;
+                inner.cache_webhook(id, Some(updated.clone()));
+                if !updated.enabled {
+                    inner.queue.forget_webhook(id);
+                }
+                Ok(updated)
             })
             .await?;
-        self.cache_webhook(id, Some(updated.clone()));
-        if !updated.enabled {
-            self.inner.queue.forget_webhook(id);
-        }
         tracing::info!(webhook = %id, "webhook updated");
         Ok(updated.view(self.threshold(), true))
     }
@@ -534,9 +586,13 @@ impl EngineHandle {
 
     /// Deletes a webhook and cancels its pending deliveries.
     pub async fn delete_webhook(&self, id: WebhookId) -> Result<()> {
-        self.blocking(move |s| s.delete_webhook(id)).await?;
-        self.cache_webhook(id, None);
-        self.inner.queue.forget_webhook(id);
+        self.admin_write(move |s, inner| {
+            s.delete_webhook(id)?;
+            inner.cache_webhook(id, None);
+            inner.queue.forget_webhook(id);
+            Ok(())
+        })
+        .await?;
         tracing::info!(webhook = %id, "webhook deleted");
         Ok(())
     }
@@ -554,13 +610,19 @@ impl EngineHandle {
         }
         // Built and encoded here, on the async threads; the writer only writes.
         let new = NewEvent::new(&event_type, &data_json, idempotency, Utc::now())?;
-        let (accepted, jobs) = self
-            .inner
+        // The writer queues the jobs right after the commit, so a client that
+        // hangs up before its answer cannot strand them.
+        let queue = self.inner.queue.clone();
+        self.inner
             .writes
-            .run(move |tables| Store::ingest_in(tables, new))
-            .await?;
-        self.inner.queue.push(jobs);
-        Ok(accepted)
+            .run_then(
+                move |tables| Store::ingest_in(tables, new),
+                move |(accepted, jobs)| {
+                    queue.push(jobs);
+                    accepted
+                },
+            )
+            .await
     }
 
     /// A page of the delivery log, newest first, filtered.
@@ -602,6 +664,14 @@ impl EngineHandle {
                 ),
             )
         })?;
+        // Sent and recorded by a task of the engine: a test the endpoint
+        // received is in the log even if the admin's request was cut off.
+        let engine = self.clone();
+        self.detached(async move { engine.test_now(id, sample).await })
+            .await
+    }
+
+    async fn test_now(&self, id: WebhookId, sample: EventType) -> Result<AttemptDetail> {
         let webhook = self
             .blocking(move |s| s.get_webhook(id))
             .await?
@@ -659,16 +729,21 @@ impl EngineHandle {
     /// Queues one delivery for a new attempt at once, whatever its state.
     pub async fn redeliver(&self, id: DeliveryId) -> Result<DeliveryRecord> {
         let now_ms = crate::store::unix_ms(Utc::now());
-        let (delivery, old_due_ms) = self.blocking(move |s| s.redeliver(id, now_ms)).await?;
-        self.inner.queue.requeue(
-            old_due_ms,
-            QueuedJob {
-                due_ms: now_ms,
-                delivery_id: id,
-                webhook_id: delivery.webhook_id,
-                known: None,
-            },
-        );
+        let delivery = self
+            .admin_write(move |s, inner| {
+                let (delivery, old_due_ms) = s.redeliver(id, now_ms)?;
+                inner.queue.requeue(
+                    old_due_ms,
+                    QueuedJob {
+                        due_ms: now_ms,
+                        delivery_id: id,
+                        webhook_id: delivery.webhook_id,
+                        known: None,
+                    },
+                );
+                Ok(delivery)
+            })
+            .await?;
         tracing::info!(delivery = %id, "redelivery queued");
         Ok(delivery)
     }
@@ -693,26 +768,105 @@ impl EngineHandle {
             });
         }
         let requeue = (!dry_run).then(|| (crate::store::unix_ms(Utc::now()), REPLAY_PACE_MS));
-        let chosen = self
-            .blocking(move |s| s.replay_failed(id, &filter, requeue))
+        let count = self
+            .admin_write(move |s, inner| {
+                let chosen = s.replay_failed(id, &filter, requeue)?;
+                let count = chosen.len() as u64;
+                if requeue.is_some() && count > 0 {
+                    inner.queue.push(chosen.into_iter().filter_map(|d| {
+                        Some(QueuedJob {
+                            due_ms: d.due_ms?,
+                            delivery_id: d.id,
+                            webhook_id: d.webhook_id,
+                            known: None,
+                        })
+                    }));
+                    tracing::info!(webhook = %id, count, "failed deliveries replayed");
+                }
+                Ok(count)
+            })
             .await?;
-        let count = chosen.len() as u64;
-        if !dry_run && count > 0 {
-            self.inner.queue.push(chosen.into_iter().filter_map(|d| {
-                Some(QueuedJob {
-                    due_ms: d.due_ms?,
-                    delivery_id: d.id,
-                    webhook_id: d.webhook_id,
-                    known: None,
-                })
-            }));
-            tracing::info!(webhook = %id, count, "failed deliveries replayed");
-        }
         Ok(ReplayResult {
             dry_run,
             count,
             pace_ms: REPLAY_PACE_MS,
         })
+    }
+
+    /// Where the engine's in-memory view disagrees with the database: the
+    /// webhook cache against the stored webhooks (URL, token, events,
+    /// enabled), and the queue against the due table (while the queue holds
+    /// all of it). Empty when they agree. Meaningful once the engine is quiet
+    /// (no ingest or attempt in flight); tests and diagnostics call it.
+    pub async fn memory_mismatches(&self) -> Result<Vec<String>> {
+        self.admin_write(|s, inner| {
+            let mut out = Vec::new();
+            let stored: HashMap<WebhookId, WebhookRecord> =
+                s.list_webhooks()?.into_iter().map(|w| (w.id, w)).collect();
+            let cache = inner
+                .webhooks
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            for (id, w) in &stored {
+                match cache.get(id) {
+                    None => out.push(format!("webhook {id} is stored but not cached")),
+                    Some(c) => {
+                        if c.url != w.url
+                            || c.enabled != w.enabled
+                            || c.events != w.events
+                            || !c.verify_token.matches(w.verify_token.expose())
+                        {
+                            out.push(format!("webhook {id} is cached unlike it is stored"));
+                        }
+                    }
+                }
+            }
+            for id in cache.keys().filter(|id| !stored.contains_key(id)) {
+                out.push(format!("webhook {id} is cached but not stored"));
+            }
+            let (stored, effective) = (s.load_settings()?, inner.settings_now());
+            let config = &inner.config;
+            if stored.retention_days != effective.retention_days
+                || stored.max_database_mb != effective.max_database_mb
+                || stored.allow_http_localhost != effective.allow_http_localhost
+                || (config.warning_threshold.is_none()
+                    && stored.warning_threshold != effective.warning_threshold)
+                || (config.retry.is_none()
+                    && stored.retry_schedule_ms != effective.retry_schedule_ms)
+            {
+                out.push("the settings in force are not the stored ones".to_owned());
+            }
+            let stored_key = s.credentials()?.ingest_key;
+            let key = inner
+                .credentials
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .ingest_key
+                .clone();
+            if config.ingest_key.is_none() && !key.matches(stored_key.expose()) {
+                out.push("the ingest key in force is not the stored one".to_owned());
+            }
+            if let Some(held) = inner.queue.holds() {
+                let plan = crate::queue::ReloadPlan {
+                    limit: usize::MAX,
+                    known: held.clone(),
+                };
+                let (due, _) = s.due_jobs(&plan)?;
+                for job in due.iter().filter(|j| !held.contains(&j.delivery_id)) {
+                    out.push(format!(
+                        "delivery {} is due in the store but not queued",
+                        job.delivery_id
+                    ));
+                }
+                let due: HashSet<DeliveryId> = due.iter().map(|j| j.delivery_id).collect();
+                for id in held.iter().filter(|id| !due.contains(id)) {
+                    out.push(format!("delivery {id} is queued but not due in the store"));
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Deliveries waiting in the due queue.

@@ -401,6 +401,20 @@ impl Queue {
         self.push([job]);
     }
 
+    /// Every delivery the queue holds (queued, or taken and not yet recorded),
+    /// or `None` when it has spilled (the table then holds more than memory).
+    pub fn holds(&self) -> Option<HashSet<DeliveryId>> {
+        let s = self.lock();
+        if s.spilled {
+            return None;
+        }
+        let queued = s
+            .lanes
+            .values()
+            .flat_map(|l| l.jobs.keys().map(|(_, id)| *id));
+        Some(queued.chain(s.unrecorded.iter().copied()).collect())
+    }
+
     /// Drops the queued entries of a webhook (deleted or disabled; the table's
     /// entries were cancelled in the same commit).
     pub fn forget_webhook(&self, webhook: WebhookId) {
