@@ -284,6 +284,7 @@ pub fn run() {
         .setup(|app| {
             let log_dir = app.path().app_log_dir()?;
             let guard = telemetry::init(&log_dir, "orki-webhooks")?;
+            orki_engine::listener::raise_open_file_limit();
             // The guard flushes the log file on drop. Tauri's event loop ends the
             // process without dropping managed state, so `RunEvent::Exit` drops it.
             app.manage(LogFlush(Mutex::new(Some(guard))));

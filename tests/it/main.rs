@@ -5,8 +5,10 @@
 mod support;
 
 mod delivery;
+mod edges;
 mod hangups;
 mod ingest;
+mod limits;
 mod openapi;
 mod operations;
 mod process;

@@ -117,20 +117,37 @@ pub fn router(engine: EngineHandle) -> Router {
                     .into_response()
             },
         )
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see /v1/openapi.json)",
+            )
+        })
         .layer(middleware::from_fn(loopback_host_only))
         .with_state(engine)
 }
 
-/// Refuses requests whose `Host` is not a loopback name or address (DNS rebinding).
+/// Refuses requests not addressed to a loopback name or address (DNS
+/// rebinding): the authority of an absolute-form target wins over `Host`
+/// (RFC 9112 §3.2.2), and more than one `Host` header is a `400` (§3.2).
 async fn loopback_host_only(request: Request, next: Next) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_host",
+            "send exactly one Host header",
+        )
+        .into_response();
+    }
+    let host = match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => first.and_then(|h| h.to_str().ok()),
+    };
     match host {
-        Some(h) if is_loopback_host(&h) => next.run(request).await,
+        Some(h) if is_loopback_host(h) => next.run(request).await,
         _ => ApiError::new(
             StatusCode::FORBIDDEN,
             "host_not_allowed",
@@ -140,16 +157,30 @@ async fn loopback_host_only(request: Request, next: Next) -> Response {
     }
 }
 
-/// `localhost`, `127.x.y.z` or `[::1]`, with an optional port.
+/// `localhost`, `127.x.y.z` or `[::1]`, with an optional numeric port.
 fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
-            _ => return false,
+            Some((ip, "")) => (ip, None),
+            Some((ip, port)) => match port.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return false,
+            },
+            None => return false,
         }
     } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
     };
+    // RFC 3986: `port = *DIGIT` (so it may be empty), within u16 here.
+    let port_ok = port.is_none_or(|p| {
+        p.is_empty() || (p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok())
+    });
+    if !port_ok {
+        return false;
+    }
     if name.eq_ignore_ascii_case("localhost") {
         return true;
     }
@@ -274,9 +305,19 @@ async fn ingest(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
+    // Only the size limit is a 413; a malformed chunked body or one shorter
+    // than its Content-Length is the client's error in the body: a 400.
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_length_limit(&e) {
+            too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the body could not be read: {e}"),
+            )
+        }
+    })?;
     let idempotency = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -331,6 +372,18 @@ async fn ingest(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Whether a body-read error is the size limit (and not a malformed body).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
@@ -607,6 +660,7 @@ mod tests {
             "[::1]",
             "[::1]:8787",
             "LOCALHOST:1",
+            "localhost:",
         ] {
             assert!(is_loopback_host(ok), "{ok}");
         }
@@ -619,6 +673,11 @@ mod tests {
             "[::1]x",
             "0.0.0.0:8787",
             "",
+            "localhost:evil",
+            "localhost:18788@evil.com",
+            "127.0.0.1:99999",
+            "[::1]:8x",
+            "user@127.0.0.1",
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }

@@ -40,6 +40,12 @@ pub struct Config {
     /// Most due-queue entries kept in memory; past it the scheduler reads the
     /// earliest ones from the database again as it goes.
     pub queue_memory_limit: usize,
+    /// Most connections open to the listener at once (fewer if the open-file
+    /// limit is lower; see [`crate::listener`]).
+    pub max_connections: usize,
+    /// How long a request's headers may take to arrive, and a kept-alive
+    /// connection may sit idle, before it is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Config {
@@ -58,6 +64,8 @@ impl Config {
             max_in_flight: 64,
             max_in_flight_per_webhook: 16,
             queue_memory_limit: 10_000,
+            max_connections: 512,
+            idle_timeout: Duration::from_secs(20),
         }
     }
 
@@ -92,6 +100,14 @@ impl Config {
         }
         if self.max_in_flight == 0 || self.max_in_flight_per_webhook == 0 {
             return bad("concurrency limits must be at least 1".into());
+        }
+        if self.max_connections < 2 {
+            return bad("the connection cap must be at least 2".into());
+        }
+        if self.idle_timeout < Duration::from_millis(100)
+            || self.idle_timeout > Duration::from_secs(600)
+        {
+            return bad("the idle timeout must be between 100 ms and 10 minutes".into());
         }
         if self.queue_memory_limit == 0 {
             return bad("the in-memory queue limit must be at least 1".into());

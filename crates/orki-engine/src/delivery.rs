@@ -195,6 +195,15 @@ async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
     }
 }
 
+/// The `Host` header for `url`: its host, with the port unless it is the scheme's default.
+fn authority(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}
+
 /// Sends one signed delivery and describes the attempt (not yet stored). Also
 /// returns the server's `Retry-After` on a 429 or 503.
 pub async fn send(
@@ -219,14 +228,24 @@ pub async fn send(
     headers.insert("X-Orki-Event".to_owned(), event.event_type.clone());
     headers.insert("X-Orki-Delivery".to_owned(), delivery_id.to_string());
 
-    let mut request = match webhook.parsed_url() {
+    // Set here, so the one reqwest would add is the one recorded.
+    headers.insert("Accept".to_owned(), "*/*".to_owned());
+    let url = webhook.parsed_url();
+    let host = url.as_ref().and_then(authority);
+    let mut request = match url {
         Some(url) => out.client().post(url),
         None => out.client().post(&webhook.url),
     };
     for (name, value) in &headers {
         request = request.header(name, value);
     }
+    let length = body.len();
     let ex = out.exchange(request.body(body)).await;
+    // What the HTTP layer adds on the wire, so the record is the exact request.
+    if let Some(host) = host {
+        headers.insert("Host".to_owned(), host);
+    }
+    headers.insert("Content-Length".to_owned(), length.to_string());
 
     let status = ex.status;
     let (error_class, error) = match (&ex.failure, status) {

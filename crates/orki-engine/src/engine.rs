@@ -259,15 +259,13 @@ impl Engine {
         tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
         tasks.spawn(crate::retention::run(handle.clone()));
         let app = crate::api::router(handle.clone());
-        let shutdown = cancel.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the HTTP listener stopped");
-            }
-        });
+        let limits = crate::listener::Serve {
+            max_connections: handle.inner.config.max_connections,
+            idle_timeout: handle.inner.config.idle_timeout,
+            cancel: cancel.clone(),
+            tasks: tasks.clone(),
+        };
+        tasks.spawn(crate::listener::serve(listener, app, limits));
         tracing::info!(%local_addr, "engine started");
         Ok(Engine {
             handle,
@@ -909,6 +907,13 @@ pub fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url> {
             "the URL must not have a #fragment",
         ));
     }
+    // It would be sent as Basic auth and shown wherever the URL is.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(
+            "invalid_url",
+            "the URL must not contain a user name or password (they would be shown in the webhook list and the log); have the endpoint check the X-Hub-Signature-256 signature instead, or send credentials as a custom request header once webhooks have them",
+        ));
+    }
     match url.scheme() {
         "https" => Ok(url),
         "http" if allow_http_localhost && is_loopback(&url) => Ok(url),
@@ -1022,6 +1027,12 @@ mod tests {
         assert_eq!(err("ftp://example.com/", false), "invalid_url");
         assert_eq!(err("not a url", false), "invalid_url");
         assert_eq!(err("https://example.com/#x", false), "invalid_url");
+        assert_eq!(
+            err("https://user:pw@example.com/hook", false),
+            "invalid_url"
+        );
+        assert_eq!(err("https://user@example.com/hook", false), "invalid_url");
+        assert_eq!(err("https://:pw@example.com/hook", false), "invalid_url");
     }
 
     #[test]

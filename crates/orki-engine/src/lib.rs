@@ -10,6 +10,8 @@
 //! - [`config`]: the plain configuration struct built by the binaries, and its validation.
 //! - [`engine`]: [`Engine::start`] wires store, listener and scheduler together;
 //!   [`EngineHandle`] is the one API both the HTTP layer and the desktop shell call.
+//! - [`listener`]: accepts connections and serves the router within limits (header
+//!   deadline, idle timeout, header size, connection cap).
 //! - [`api`]: the axum router: ingest (`POST /v1/events`) and the admin API, mapping
 //!   errors to the JSON error shape in one place.
 //! - [`query`]: parsing log queries and replays (shared by HTTP and the window).
@@ -44,6 +46,7 @@ pub mod error;
 pub mod event_types;
 pub mod handshake;
 pub mod ids;
+pub mod listener;
 pub mod model;
 pub mod openapi;
 pub mod outbound;

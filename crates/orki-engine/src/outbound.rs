@@ -176,7 +176,13 @@ pub fn classify(error: &reqwest::Error, limit: Duration) -> (ErrorClass, String)
             format!("the host name did not resolve: {innermost}"),
         );
     }
-    if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+    // A server that speaks plain HTTP on an https:// URL answers the TLS hello
+    // with bytes rustls cannot read ("received corrupt message ...").
+    if all.contains("certificate")
+        || all.contains("tls")
+        || all.contains("handshake")
+        || all.contains("corrupt message")
+    {
         return (ErrorClass::Tls, format!("TLS failed: {innermost}"));
     }
     (

@@ -64,6 +64,9 @@ impl StoreThreads {
         let job: Job = Box::new(move || {
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(&store)))
                 .unwrap_or_else(|_| Err(Error::Storage("a storage call panicked".into())));
+            // Released before answering: once the engine has stopped, its
+            // caller may open the database again at once.
+            drop(store);
             // The caller may have gone (a cancelled request); the answer is then dropped.
             let _ = done.send(result);
         });

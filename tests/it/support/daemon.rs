@@ -61,6 +61,16 @@ impl Daemon {
         Self::spawn(sh, data_dir, extra).await
     }
 
+    /// Like [`Daemon::start`], with at most `files` open files (soft and hard
+    /// limit, so the daemon cannot raise it), as on a machine whose limit is low.
+    pub async fn start_with_open_file_limit(data_dir: &Path, extra: &[&str], files: u32) -> Self {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {files}; exec \"$0\" \"$@\""))
+            .arg(binary());
+        Self::spawn(sh, data_dir, extra).await
+    }
+
     async fn spawn(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
         // Not a terminal, as under a service manager: see `stderr_path`.
         let stderr = std::fs::File::create(stderr_path(data_dir)).expect("stderr file");

@@ -127,6 +127,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     let _log_guard = telemetry::init(&config.log_dir(), "orki-webhooksd")?;
+    orki_engine::listener::raise_open_file_limit();
     let store = Store::open(&config.database_path())?;
     let listen = match args.listen {
         Some(addr) => addr,
