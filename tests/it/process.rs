@@ -3,7 +3,7 @@
 //! restart), SIGTERM shuts down cleanly, a second instance is refused, and logs
 //! hold no secret.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -192,9 +192,21 @@ async fn wait_for_events(
     delivered: &mut HashSet<u32>,
     wanted: &HashSet<u32>,
 ) {
+    wait_counting(rx, refused, delivered, wanted, &mut HashMap::new()).await;
+}
+
+/// [`wait_for_events`], also counting the requests received per delivery id.
+async fn wait_counting(
+    rx: &Receiver,
+    refused: &HashSet<u32>,
+    delivered: &mut HashSet<u32>,
+    wanted: &HashSet<u32>,
+    received: &mut HashMap<String, u32>,
+) {
     tokio::time::timeout(Duration::from_secs(120), async {
         while !delivered.is_superset(wanted) {
             let got = rx.next(Duration::from_secs(60)).await;
+            *received.entry(got.header("x-orki-delivery")).or_default() += 1;
             let i = got.json()["data"]["i"].as_u64().expect("data.i") as u32;
             assert!(!refused.contains(&i), "refused event {i} was delivered");
             if got.answered == 200 {
@@ -275,7 +287,8 @@ async fn a_full_disk_is_answered_with_503_until_there_is_room_and_loses_no_accep
     // refused one; the database opened again also starts again cleanly (a
     // sentinel posted after a restart arrives).
     let mut delivered = HashSet::new();
-    wait_for_events(&rx, &refused, &mut delivered, &accepted).await;
+    let mut received = HashMap::new();
+    wait_counting(&rx, &refused, &mut delivered, &accepted, &mut received).await;
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
     let daemon = Daemon::start(dir.path(), &args).await;
@@ -285,6 +298,37 @@ async fn a_full_disk_is_answered_with_503_until_there_is_room_and_loses_no_accep
         202
     );
     wait_for_events(&rx, &refused, &mut delivered, &HashSet::from([sentinel])).await;
+    // Every request the endpoint received before the restart has its attempt
+    // in the log, also those made while the disk was full (kept in memory
+    // until the store could write again).
+    let mut logged: HashMap<String, u32> = HashMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = http
+            .get(format!("{}/v1/attempts?limit=500{cursor}", daemon.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        for a in page["items"].as_array().expect("items") {
+            let id = a["delivery_id"].as_str().expect("delivery_id").to_owned();
+            *logged.entry(id).or_default() += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    for (delivery, n) in &received {
+        let in_log = logged.get(delivery).copied().unwrap_or(0);
+        assert!(
+            in_log >= *n,
+            "{delivery}: received {n} times, {in_log} attempts in the log"
+        );
+    }
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
 }

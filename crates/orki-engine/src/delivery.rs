@@ -43,7 +43,13 @@ pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
                 }
             }
         }
-        let (jobs, next_due) = queue.take(unix_ms(Utc::now()));
+        // While an attempt's record waits for the store, none starts: its
+        // record could not be written either.
+        let (jobs, next_due) = if queue.sends_held() {
+            (Vec::new(), None)
+        } else {
+            queue.take(unix_ms(Utc::now()))
+        };
         for job in jobs {
             let engine = engine.clone();
             tasks.spawn(async move { attempt(&engine, job).await });
@@ -98,23 +104,11 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
     record.attempt.next_retry_at =
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
     let threshold = engine.threshold();
-    // Encoded here, on the async threads, so the one writer thread only writes.
-    let recorded = async {
-        let encoded = encode(&record)?;
-        engine
-            .inner
-            .writes
-            .run(move |tables| {
-                let health =
-                    Store::record_attempt_in(tables, &record, &encoded, next_due_ms, threshold)?;
-                Ok((health, record))
-            })
-            .await
-    }
-    .await;
+    let record = Arc::new(record);
+    let recorded = record_until_stored(engine, &record, next_due_ms, threshold).await;
     queue.recorded(id);
     match recorded {
-        Ok((health, record)) => {
+        Ok(health) => {
             if let Some(due_ms) = next_due_ms {
                 queue.push([QueuedJob {
                     due_ms,
@@ -135,7 +129,7 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
                 retry = next_due_ms.is_some(),
                 "attempt recorded"
             );
-            engine.publish(EngineEvent::AttemptRecorded(record.attempt));
+            engine.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
             if let Some(h) = health {
                 if h.warning {
                     tracing::warn!(webhook = %h.webhook_id, failures = h.consecutive_failures, "webhook is failing");
@@ -150,6 +144,60 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
             queue.mark_spilled();
         }
     }
+}
+
+/// Records an attempt with the next step of its delivery. The request went
+/// out, so its record must reach the log: while the store cannot write (a
+/// full disk), it is kept here and written again, every 100 ms growing to
+/// 5 s, until it is stored or the engine stops; meanwhile no new attempt
+/// starts (it could not be recorded either) and the delivery stays taken,
+/// so it is not sent again. Encoded here, on the async threads, so the one
+/// writer thread only writes.
+async fn record_until_stored(
+    engine: &EngineHandle,
+    record: &Arc<AttemptRecord>,
+    next_due_ms: Option<u64>,
+    threshold: u32,
+) -> crate::Result<Option<crate::store::Health>> {
+    let queue = &engine.inner.queue;
+    let mut wait = Duration::from_millis(100);
+    let mut held = false;
+    let result = loop {
+        let written = async {
+            let encoded = encode(&**record)?;
+            let record = record.clone();
+            engine
+                .inner
+                .writes
+                .run(move |tables| {
+                    Store::record_attempt_in(tables, &record, &encoded, next_due_ms, threshold)
+                })
+                .await
+        }
+        .await;
+        match written {
+            Err(crate::Error::Storage(e)) if !engine.inner.cancel.is_cancelled() => {
+                if !held {
+                    tracing::error!(delivery = %record.attempt.delivery_id, error = %e, "recording an attempt failed; it is kept and written again, and no new attempt starts until it is");
+                    queue.hold_sends();
+                    held = true;
+                }
+                tokio::select! {
+                    _ = engine.inner.cancel.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => break other,
+        }
+    };
+    if held {
+        queue.release_sends();
+        if result.is_ok() {
+            tracing::info!(delivery = %record.attempt.delivery_id, "an attempt kept in memory was recorded");
+        }
+    }
+    result
 }
 
 /// What the attempt of `job` sends, or `None` when there is nothing to send: a

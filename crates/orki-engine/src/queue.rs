@@ -194,6 +194,9 @@ pub struct Queue {
     total: usize,
     limit: usize,
     wake: Notify,
+    /// Attempts whose record waits for the store to write again: while any
+    /// does, no new attempt starts.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl Queue {
@@ -208,6 +211,7 @@ impl Queue {
             total: total.max(1),
             limit: limit.max(1),
             wake: Notify::new(),
+            held: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -520,6 +524,24 @@ impl Queue {
     /// The reload's read failed: the queue stays spilled and tries again later.
     pub fn reload_failed(&self) {
         self.lock().end_reload();
+    }
+
+    /// An attempt's record could not be written: hold new attempts until it is.
+    pub fn hold_sends(&self) {
+        self.held.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A held attempt's record was written (or given up at stop); the
+    /// scheduler is woken when none is held any more.
+    pub fn release_sends(&self) {
+        if self.held.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether new attempts wait for a record to be written.
+    pub fn sends_held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// Whether some of the table's entries are not in memory.
