@@ -184,3 +184,25 @@ async fn a_crowd_holding_large_unfinished_headers_keeps_memory_bounded() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     d.terminate(Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn an_open_event_stream_does_not_hold_up_the_engine_stopping() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |_| {}).await;
+    let mut stream = engine
+        .admin(reqwest::Method::GET, "/v1/stream")
+        .send()
+        .await
+        .expect("stream opens");
+    assert_eq!(stream.status(), 200);
+    let reading = tokio::spawn(async move { while let Ok(Some(_)) = stream.chunk().await {} });
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), engine.stop())
+        .await
+        .expect("stopped without waiting for the stream's client");
+    tokio::time::timeout(Duration::from_secs(3), reading)
+        .await
+        .expect("the stream ended")
+        .expect("reader");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -602,6 +602,10 @@ async fn stream(
         };
         Some((Ok(SseEvent::default().event(kind).data(data)), events))
     });
+    // Ends when the engine stops, so an open stream does not hold up the
+    // listener's drain.
+    let stream =
+        futures_util::StreamExt::take_until(stream, engine.inner.cancel.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
