@@ -1679,6 +1679,9 @@ fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
 
