@@ -127,9 +127,10 @@ async fn receive_all(rx: &Receiver, got: &mut Got, wanted: &HashSet<String>, nam
     while let Some(r) = rx.try_next().await {
         got.note(&r);
     }
-    let done = tokio::time::timeout(Duration::from_secs(120), async {
+    // (The bound is the outer one: `next`'s own would fail without the list.)
+    let done = tokio::time::timeout(Duration::from_secs(90), async {
         while !wanted.iter().all(|id| got.events.contains_key(id)) {
-            got.note(&rx.next(Duration::from_secs(60)).await);
+            got.note(&rx.next(Duration::from_secs(3600)).await);
         }
     })
     .await;
@@ -169,11 +170,11 @@ async fn sigkill_at_random_moments_loses_no_accepted_event() {
 
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let mut clients: Vec<Client> = (0..CLIENTS).map(|id| Client { id, next: 0 }).collect();
-    let mut longest_restart = Duration::ZERO;
+    let mut restarts = Vec::with_capacity(cycles + 1);
     for cycle in 0..cycles {
         let started = Instant::now();
         let daemon = start_for_kill_test(&ca, dir.path()).await;
-        longest_restart = longest_restart.max(started.elapsed());
+        restarts.push(started.elapsed());
         if cycle == 0 {
             register_for(&http, &daemon.base, &all, &[COMMON, RARE]).await;
             register_for(&http, &daemon.base, &common, &[COMMON]).await;
@@ -210,7 +211,7 @@ async fn sigkill_at_random_moments_loses_no_accepted_event() {
     // The last start: everything accepted arrives, without another kill.
     let started = Instant::now();
     let daemon = start_for_kill_test(&ca, dir.path()).await;
-    longest_restart = longest_restart.max(started.elapsed());
+    restarts.push(started.elapsed());
     // The requests the last kill cut off, sent again: then every event that
     // was stored has been answered, and nothing else may arrive.
     let mut accepted = accepted.lock().expect("lock").clone();
@@ -279,15 +280,18 @@ async fn sigkill_at_random_moments_loses_no_accepted_event() {
     }
     let delivered = got_all.deliveries.len() + got_common.deliveries.len();
     let (a, b) = (got_all.duplicates(), got_common.duplicates());
+    restarts.sort();
     println!(
         "crash loop: {cycles} cycles, {} events accepted ({} deliveries due), 0 lost; \
          {delivered} deliveries received, {} of them more than once ({} extra copies); \
-         longest restart {} ms; {:.1} s in all (ORKI_CRASH_SEED={seed})",
+         restarts (spawn to listening) median {} ms, longest {} ms; {:.1} s in all \
+         (ORKI_CRASH_SEED={seed})",
         accepted.len(),
         wanted_all.len() + wanted_common.len(),
         a.0 + b.0,
         a.1 + b.1,
-        longest_restart.as_millis(),
+        restarts[restarts.len() / 2].as_millis(),
+        restarts.last().expect("a start").as_millis(),
         began.elapsed().as_secs_f64(),
     );
 }
