@@ -1163,3 +1163,59 @@ fn the_golden_write_ahead_log_reads_as_the_batches_it_holds() {
     assert_eq!(redo_ops(&records[0].1), first, "batch 6");
     assert_eq!(redo_ops(&records[1].1), second, "batch 7");
 }
+
+/// The generator writes ingests with fixed ids (`ingest_fixed`); this checks
+/// that it writes what the engine's own `Store::ingest_in` writes for the same
+/// event, ids aside, so the golden database is what this version writes.
+#[test]
+fn the_generator_ingests_as_the_engine_does() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&dir.path().join(DB_FILE)).expect("open");
+    for n in 1..=3 {
+        store.insert_webhook(&webhook(n, None)).expect("webhook");
+    }
+    let e = event(1);
+    let new = NewEvent {
+        encoded: encode(&e).expect("encode"),
+        event: Arc::new(e.clone()),
+        idempotency: Some(("order-4821-created".into(), idempotency(1, 3).body_sha256)),
+    };
+    let txn = store.write().expect("write");
+    let (accepted, jobs) = {
+        let mut t = HotTables::open(&txn, false).expect("tables");
+        Store::ingest_in(&mut t, new).expect("ingest")
+    };
+    txn.commit().expect("commit");
+    assert_eq!((accepted.id, accepted.deliveries), (e.id, 3));
+
+    let txn = store.read().expect("read");
+    let events = all(&txn, EVENTS, |k, v| (k, v.to_vec()));
+    assert_eq!(events, [(e.id.0, encode(&e).expect("encode"))]);
+    let mut due = Vec::new();
+    for (job, n) in jobs.iter().zip(1..=3) {
+        let mut want = fresh(n);
+        want.id = job.delivery_id;
+        let got: DeliveryRecord = get_record(
+            &txn.open_table(DELIVERIES).expect("table"),
+            job.delivery_id.0,
+            "delivery",
+        )
+        .expect("read")
+        .expect("found");
+        same(&got, &want, "delivery");
+        due.push(((want.due_ms.expect("due"), want.id.0), want.webhook_id.0));
+    }
+    due.sort();
+    assert_eq!(all(&txn, DUE, |k, v| (k, v)), due);
+    let idem = all(&txn, IDEMPOTENCY, |k, v| {
+        (
+            k.to_owned(),
+            decode::<IdempotencyRecord>(v, "key").expect("key"),
+        )
+    });
+    same(
+        &idem,
+        &vec![("order-4821-created".to_owned(), idempotency(1, 3))],
+        "idempotency",
+    );
+}
