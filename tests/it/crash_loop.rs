@@ -152,6 +152,7 @@ async fn sigkill_at_random_moments_loses_no_accepted_event() {
         .ok()
         .map(|v| v.parse().expect("ORKI_CRASH_CYCLES is a number"))
         .unwrap_or(20);
+    assert!(cycles >= 1, "ORKI_CRASH_CYCLES: at least one cycle");
     let seed: u64 = std::env::var("ORKI_CRASH_SEED")
         .ok()
         .map(|v| v.parse().expect("ORKI_CRASH_SEED is a number"))
