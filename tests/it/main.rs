@@ -4,6 +4,7 @@
 
 mod support;
 
+mod crash_loop;
 mod delivery;
 mod edges;
 mod hangups;

@@ -13,10 +13,20 @@ use crate::support::receiver::PostMode;
 use crate::support::{Receiver, TestCa};
 
 async fn register(http: &reqwest::Client, base: &str, rx: &Receiver) {
+    register_for(http, base, rx, &["message.created"]).await;
+}
+
+/// Registers `rx` for `events` on the daemon at `base`.
+pub(crate) async fn register_for(
+    http: &reqwest::Client,
+    base: &str,
+    rx: &Receiver,
+    events: &[&str],
+) {
     let r = http
         .post(format!("{base}/v1/webhooks"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"url": rx.url, "verify_token": rx.token, "events": ["message.created"]}))
+        .json(&json!({"url": rx.url, "verify_token": rx.token, "events": events}))
         .send()
         .await
         .expect("send");
@@ -38,7 +48,7 @@ fn kill_test_args(ca: &TestCa) -> Vec<String> {
 }
 
 /// The daemon on `dir` with the kill tests' arguments.
-async fn start_for_kill_test(ca: &TestCa, dir: &std::path::Path) -> Daemon {
+pub(crate) async fn start_for_kill_test(ca: &TestCa, dir: &std::path::Path) -> Daemon {
     let args = kill_test_args(ca);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Daemon::start(dir, &args).await

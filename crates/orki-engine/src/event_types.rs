@@ -18,6 +18,29 @@ pub struct EventType {
 /// The known type names, in display order.
 pub const NAMES: [&str; 3] = ["meta.message", "message.created", "chat.status_changed"];
 
+/// The type's code in the keys of the delivery-log index (`attempt_index_v1`).
+/// Stored on disk: a code is never changed or reused, whatever the order of
+/// [`NAMES`]; a new type takes the next free number. `u8::MAX` is taken (a
+/// type no longer in the catalogue) and 0 means "any type" in older entries.
+pub fn index_code(name: &str) -> Option<u8> {
+    match name {
+        "meta.message" => Some(1),
+        "message.created" => Some(2),
+        "chat.status_changed" => Some(3),
+        _ => None,
+    }
+}
+
+/// The type of an index code written by [`index_code`].
+pub fn of_index_code(code: u8) -> Option<&'static str> {
+    match code {
+        1 => Some("meta.message"),
+        2 => Some("message.created"),
+        3 => Some("chat.status_changed"),
+        _ => None,
+    }
+}
+
 /// Whether `name` is a known event type.
 pub fn is_known(name: &str) -> bool {
     NAMES.contains(&name)
@@ -133,5 +156,19 @@ mod tests {
         assert!(meta.sample["entry"][0]["changes"][0]["value"]["messages"][0]["text"].is_object());
         assert!(find("nope").is_none());
         assert!(!is_known("Message.Created"));
+    }
+
+    #[test]
+    fn every_type_has_its_own_index_code_both_ways() {
+        let mut seen = std::collections::HashSet::new();
+        for name in NAMES {
+            let code = index_code(name).expect("a code for every type");
+            assert!(code != 0 && code != u8::MAX, "{name}: {code} is reserved");
+            assert!(seen.insert(code), "{name}: {code} is taken");
+            assert_eq!(of_index_code(code), Some(name));
+        }
+        assert_eq!(index_code("order.paid"), None);
+        assert_eq!(of_index_code(0), None);
+        assert_eq!(of_index_code(u8::MAX), None);
     }
 }

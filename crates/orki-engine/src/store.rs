@@ -1466,7 +1466,9 @@ const BY_TYPE: u8 = 6;
 /// Every type code an attempt can have: the catalogue's, and the one of a type
 /// no longer in it.
 fn all_type_codes() -> Vec<u8> {
-    (1..=crate::event_types::NAMES.len() as u8)
+    crate::event_types::NAMES
+        .iter()
+        .filter_map(|n| crate::event_types::index_code(n))
         .chain([u8::MAX])
         .collect()
 }
@@ -1504,12 +1506,10 @@ fn newest_ids(
     Ok(out)
 }
 
-/// A compact code per event type for index keys (0 means "any").
+/// A compact code per event type for index keys (0 means "any"; `u8::MAX`, a
+/// type not in the catalogue). Stored: see [`crate::event_types::index_code`].
 fn type_code(event_type: &str) -> u8 {
-    crate::event_types::NAMES
-        .iter()
-        .position(|n| *n == event_type)
-        .map_or(u8::MAX, |i| i as u8 + 1)
+    crate::event_types::index_code(event_type).unwrap_or(u8::MAX)
 }
 
 fn outcome_code(success: bool) -> u8 {
@@ -1677,6 +1677,9 @@ fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
         id: id.to_string(),
     }
 }
+
+#[cfg(test)]
+mod golden;
 
 #[cfg(test)]
 pub(crate) mod tests {

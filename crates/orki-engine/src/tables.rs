@@ -20,7 +20,9 @@ pub const DUE: TableDefinition<(u64, u128), u128> = TableDefinition::new("due_v1
 pub const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempts_v1");
 /// `Idempotency-Key → IdempotencyRecord` (the first result for that key).
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");
-/// The delivery-log index: `(mask, webhook, type code, outcome, attempt id) → ()`.
+/// The delivery-log index: `(mask, webhook, type code, outcome, attempt id) → ()`,
+/// the type code from [`crate::event_types::index_code`], the outcome 1 for a
+/// failure and 2 for a success (both stored: never renumbered).
 /// Every attempt has two entries: by webhook, type and outcome (mask 7), and by
 /// type and outcome (mask 6; webhook 0). A query reads the ranges its filters
 /// leave open (e.g. a webhook filter: every type × both outcomes) newest first
