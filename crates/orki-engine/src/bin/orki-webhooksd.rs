@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use orki_engine::config::check_listen_addr;
 use orki_engine::retry::{RetryPolicy, parse_schedule};
-use orki_engine::{Config, Engine, Secret, Store, telemetry};
+use orki_engine::{Config, Engine, Secret, Store, private_files, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +126,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
+    // Only the owner may read the data: tightens what an older version left open.
+    let tightened = private_files::secure(&[config.data_dir.clone(), config.log_dir()])?;
     let _log_guard = telemetry::init(&config.log_dir(), "orki-webhooksd")?;
+    tightened.log();
     let store = Store::open(&config.database_path())?;
     let listen = match args.listen {
         Some(addr) => addr,
