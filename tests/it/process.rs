@@ -626,3 +626,67 @@ async fn without_a_terminal_serve_prints_no_secret_and_credentials_prints_them()
     );
     assert!(!tmp.path().join("elsewhere").exists());
 }
+
+#[tokio::test]
+async fn on_a_terminal_serve_prints_the_admin_link_and_the_ingest_key() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let bin = crate::support::daemon::binary();
+    // `script` (util-linux) runs it with a terminal as stdout and stderr; the
+    // shell's pid is the daemon's after `exec`.
+    let cmd = format!(
+        "echo PID $$; exec '{}' serve --data-dir '{}' --listen 127.0.0.1:0",
+        bin.display(),
+        dir.display()
+    );
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .env("ORKI_INGEST_KEY", INGEST_KEY)
+        .env("ORKI_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn script");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            let line = line.trim_end().to_owned();
+            let done = line.starts_with("Ingest key:");
+            printed.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!("it stopped before printing the key: {printed:?}");
+    })
+    .await
+    .expect("printed in time");
+    let pid: i32 = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("PID "))
+        .and_then(|p| p.parse().ok())
+        .expect("the pid line");
+    let base = printed
+        .iter()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .expect("the listening line")
+        .to_owned();
+    let text = printed.join("\n");
+    assert!(
+        text.contains(&format!("Admin UI:   {base}/#token={ADMIN_TOKEN}"))
+            && text.contains(&format!("Ingest key: {INGEST_KEY}")),
+        "{text}"
+    );
+    assert!(!text.contains("orki-webhooksd credentials"), "{text}");
+    use nix::sys::signal::{Signal, kill};
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert!(status.success(), "clean exit: {status:?}");
+}

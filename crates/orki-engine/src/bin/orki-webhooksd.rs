@@ -167,8 +167,11 @@ async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: handle.admin_token(),
         ingest_key: handle.ingest_key(),
     };
-    // For `orki-webhooksd credentials` while this runs (the database is locked).
-    shown.save(&file)?;
+    // For `orki-webhooksd credentials` while this runs (the database is
+    // locked). Not fatal: the engine runs already, and stops cleanly below.
+    if let Err(e) = shown.save(&file) {
+        tracing::warn!(error = %e, "cannot write the file `orki-webhooksd credentials` reads");
+    }
     {
         // On stdout, for the person who started it; never in the log files. Not
         // the secrets when stdout is not a terminal: a service manager would
