@@ -1,7 +1,8 @@
 //! The Orki Webhooks desktop shell. It starts the engine in-process (database in
-//! the app data directory, logs in the app log directory, the local listener on
-//! 127.0.0.1 at the port from the settings), shows the window, forwards engine
-//! events to it, and notifies the admin when a webhook starts or stops failing.
+//! the app data directory, logs in the app log directory, both readable by the
+//! owner only; the local listener on 127.0.0.1 at the port from the settings),
+//! shows the window, forwards engine events to it, and notifies the admin when
+//! a webhook starts or stops failing.
 //! All logic lives in `orki-engine`; the commands below are one-line wrappers.
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +13,9 @@ use orki_engine::event_types::EventType;
 use orki_engine::ids::{AttemptId, DeliveryId, WebhookId};
 use orki_engine::model::{AttemptDetail, DeliveryRecord, Webhook};
 use orki_engine::query::{AttemptQuery, ReplayRequest};
-use orki_engine::{Config, Engine, EngineEvent, EngineHandle, Error, ErrorBody, Store, telemetry};
+use orki_engine::{
+    Config, Engine, EngineEvent, EngineHandle, Error, ErrorBody, Store, private_files, telemetry,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tauri::{AppHandle, Emitter, Manager, RunEvent, State};
@@ -283,7 +286,11 @@ pub fn run() {
         ])
         .setup(|app| {
             let log_dir = app.path().app_log_dir()?;
+            // Only the owner may read the data: made so, and tightened where an
+            // older version left it readable (logged once logging is up).
+            let tightened = private_files::secure(&[app.path().app_data_dir()?, log_dir.clone()])?;
             let guard = telemetry::init(&log_dir, "orki-webhooks")?;
+            tightened.log();
             orki_engine::listener::raise_open_file_limit();
             // The guard flushes the log file on drop. Tauri's event loop ends the
             // process without dropping managed state, so `RunEvent::Exit` drops it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::daemon::{ADMIN_TOKEN, Daemon, INGEST_KEY, stderr_path};
+use crate::support::daemon::{ADMIN_TOKEN, Daemon, INGEST_KEY, Launch, stderr_path};
 use crate::support::receiver::PostMode;
 use crate::support::{Receiver, TestCa};
 
@@ -406,4 +406,341 @@ async fn sigterm_stops_cleanly_and_the_logs_hold_no_secret() {
     for secret in [INGEST_KEY, ADMIN_TOKEN, rx.token.as_str()] {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
     }
+}
+
+/// Every directory and file under `dir` (itself included), with its mode's
+/// permission bits; symbolic links are not followed.
+fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir).expect("metadata");
+    let mut all = vec![(dir.to_owned(), meta.permissions().mode() & 0o7777)];
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).expect("list") {
+            all.extend(modes(&entry.expect("entry").path()));
+        }
+    }
+    all
+}
+
+/// Asserts that only the owner can read, write or enter anything under
+/// `dir`: directories `0700`, files `0600`. Returns the file names seen.
+fn assert_owner_only(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for (path, mode) in modes(dir) {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}", path.display());
+        if !path.is_dir() {
+            files.push(
+                path.strip_prefix(dir)
+                    .expect("inside")
+                    .display()
+                    .to_string(),
+            );
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `orki-webhooksd credentials --data-dir DIR` with only `env` of the two
+/// credential variables set: its stdout, after checking it succeeded.
+async fn credentials(dir: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let out = tokio::process::Command::new(crate::support::daemon::binary())
+        .arg("credentials")
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("ORKI_INGEST_KEY")
+        .env_remove("ORKI_ADMIN_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run credentials");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The admin token and the ingest key in what `credentials` printed.
+fn parse_credentials(printed: &str) -> (String, String, String) {
+    let link = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Admin UI:   "))
+        .expect("the admin UI line");
+    let (base, token) = link.split_once("/#token=").expect("a #token= link");
+    let key = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Ingest key: "))
+        .expect("the ingest key line");
+    (base.to_owned(), token.to_owned(), key.to_owned())
+}
+
+/// What `serve` printed holds no secret, and says where to read them.
+fn assert_no_secret_printed(daemon: &Daemon, dir: &std::path::Path, secrets: &[&str]) {
+    let printed = daemon.stdout().join("\n");
+    for secret in secrets {
+        assert!(!printed.contains(secret), "a secret was printed: {printed}");
+    }
+    assert!(
+        printed.contains(&format!(
+            "orki-webhooksd credentials --data-dir {}",
+            dir.display()
+        )),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_data_dir_and_every_file_in_it_are_for_the_owner_only() {
+    let ca = TestCa::new("Orki Test CA");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Made by the daemon (the temp dir itself is 0700 already); the process
+    // umask is the usual 022, so without the fix all of it would be readable.
+    let dir = tmp.path().join("data");
+    let ca_path = ca.pem_path.to_str().expect("utf-8 path").to_owned();
+    let launch = Launch {
+        stderr: tmp.path().join("stderr.txt"),
+        env_credentials: true,
+        extra: &["--ca-file", &ca_path],
+    };
+    let daemon = Daemon::launch(&dir, launch).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start(&ca).await;
+    register(&http, &daemon.base, &rx).await;
+    let r = http
+        .post(format!("{}/v1/events", daemon.base))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"type": "message.created", "data": {"hello": "world"}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    assert!(rx.next(Duration::from_secs(10)).await.signature_ok);
+    let running = assert_owner_only(&dir);
+    assert!(
+        running.contains(&"orki-webhooks.redb".to_owned())
+            && running.contains(&"orki-webhooks.wal".to_owned())
+            && running.contains(&"orki-webhooksd.credentials".to_owned())
+            && running
+                .iter()
+                .any(|f| f.starts_with("logs/orki-webhooksd.")),
+        "{running:?}"
+    );
+    assert_no_secret_printed(&daemon, &dir, &[INGEST_KEY, ADMIN_TOKEN]);
+    let status = daemon.terminate(Duration::from_secs(15)).await;
+    assert!(status.success());
+    let stopped = assert_owner_only(&dir);
+    assert!(
+        stopped.iter().any(|f| f.starts_with("logs/")),
+        "{stopped:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_data_dir_left_readable_is_tightened_at_start_and_the_log_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let launch = |extra| Launch {
+        stderr: tmp.path().join("stderr.txt"),
+        env_credentials: true,
+        extra,
+    };
+    let daemon = Daemon::launch(&dir, launch(&[])).await;
+    assert!(daemon.terminate(Duration::from_secs(15)).await.success());
+    // As an older version left it: the directories 0755, the files 0644.
+    let chmod = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let before = modes(&dir);
+    for (path, _) in &before {
+        chmod(path, if path.is_dir() { 0o755 } else { 0o644 });
+    }
+    let stray = dir.join("notes.txt");
+    std::fs::write(&stray, "a file of the admin's").expect("write");
+    chmod(&stray, 0o644);
+
+    let daemon = Daemon::launch(&dir, launch(&[])).await;
+    assert_owner_only(&dir);
+    assert!(daemon.terminate(Duration::from_secs(15)).await.success());
+    let logs: String = std::fs::read_dir(dir.join("logs"))
+        .expect("log directory")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read log"))
+        .collect();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("tightened permissions"))
+        .unwrap_or_else(|| panic!("no line about the tightening: {logs}"));
+    for name in [
+        "orki-webhooks.redb",
+        "orki-webhooks.wal",
+        "notes.txt",
+        "logs/orki-webhooksd.",
+    ] {
+        assert!(line.contains(name), "{name} not in {line}");
+    }
+    assert!(line.contains(&format!("{}", dir.display())), "{line}");
+}
+
+#[tokio::test]
+async fn without_a_terminal_serve_prints_no_secret_and_credentials_prints_them() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let launch = Launch {
+        stderr: tmp.path().join("stderr.txt"),
+        // The stored credentials, made on this first start.
+        env_credentials: false,
+        extra: &[],
+    };
+    let daemon = Daemon::launch(&dir, launch).await;
+    let http = reqwest::Client::new();
+
+    // While it runs (the database is locked): the link to this instance and
+    // the credentials it uses, which work.
+    let (base, token, key) = parse_credentials(&credentials(&dir, &[]).await);
+    assert_eq!(base, daemon.base);
+    assert!(
+        token.starts_with("at_") && key.starts_with("ik_"),
+        "{token} {key}"
+    );
+    assert_no_secret_printed(&daemon, &dir, &[&token, &key]);
+    let r = http
+        .get(format!("{base}/v1/webhooks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(&key)
+        .json(&json!({"type": "message.created", "data": {}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 202);
+
+    // A key regenerated from the settings is what it prints next.
+    let r = http
+        .patch(format!("{base}/v1/settings"))
+        .bearer_auth(&token)
+        .json(&json!({"regenerate_ingest_key": true}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let fresh = r.json::<Value>().await.expect("json")["ingest_key"]
+        .as_str()
+        .expect("the new key")
+        .to_owned();
+    assert_ne!(fresh, key);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, printed) = parse_credentials(&credentials(&dir, &[]).await);
+        if printed == fresh {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still the old key: {printed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(daemon.terminate(Duration::from_secs(15)).await.success());
+
+    // Stopped: read from the database, at the stored port; the environment's
+    // overrides win, as they do for `serve`.
+    let (base, stored_token, stored_key) = parse_credentials(&credentials(&dir, &[]).await);
+    assert_eq!(base, "http://127.0.0.1:8787");
+    assert_eq!(
+        (stored_token.as_str(), stored_key.as_str()),
+        (token.as_str(), fresh.as_str())
+    );
+    let env = [
+        ("ORKI_INGEST_KEY", INGEST_KEY),
+        ("ORKI_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    let (_, token, key) = parse_credentials(&credentials(&dir, &env).await);
+    assert_eq!((token.as_str(), key.as_str()), (ADMIN_TOKEN, INGEST_KEY));
+
+    // No database there: a clear error, and none made.
+    let out = tokio::process::Command::new(crate::support::daemon::binary())
+        .args(["credentials", "--data-dir"])
+        .arg(tmp.path().join("elsewhere"))
+        .output()
+        .await
+        .expect("run credentials");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no database"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!tmp.path().join("elsewhere").exists());
+}
+
+#[tokio::test]
+async fn on_a_terminal_serve_prints_the_admin_link_and_the_ingest_key() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let bin = crate::support::daemon::binary();
+    // `script` (util-linux) runs it with a terminal as stdout and stderr; the
+    // shell's pid is the daemon's after `exec`.
+    let cmd = format!(
+        "echo PID $$; exec '{}' serve --data-dir '{}' --listen 127.0.0.1:0",
+        bin.display(),
+        dir.display()
+    );
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .env("ORKI_INGEST_KEY", INGEST_KEY)
+        .env("ORKI_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn script");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            let line = line.trim_end().to_owned();
+            let done = line.starts_with("Ingest key:");
+            printed.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!("it stopped before printing the key: {printed:?}");
+    })
+    .await
+    .expect("printed in time");
+    let pid: i32 = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("PID "))
+        .and_then(|p| p.parse().ok())
+        .expect("the pid line");
+    let base = printed
+        .iter()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .expect("the listening line")
+        .to_owned();
+    let text = printed.join("\n");
+    assert!(
+        text.contains(&format!("Admin UI:   {base}/#token={ADMIN_TOKEN}"))
+            && text.contains(&format!("Ingest key: {INGEST_KEY}")),
+        "{text}"
+    );
+    assert!(!text.contains("orki-webhooksd credentials"), "{text}");
+    use nix::sys::signal::{Signal, kill};
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert!(status.success(), "clean exit: {status:?}");
 }

@@ -33,6 +33,7 @@
 //! - [`settings`]: run-time settings persisted in redb (`/v1/settings`).
 //! - [`event_types`]: the catalogue of event types with their sample payloads.
 //! - [`telemetry`]: tracing to stderr and daily rolling files.
+//! - [`private_files`]: the data directory and its files readable by the owner only.
 //! - [`ui`]: the admin UI's files, embedded, served at `/` in headless mode.
 //! - [`error`]: the crate's error type.
 
@@ -50,6 +51,7 @@ pub mod listener;
 pub mod model;
 pub mod openapi;
 pub mod outbound;
+pub mod private_files;
 pub mod query;
 pub mod queue;
 pub mod retention;

@@ -362,6 +362,8 @@ const WAL_SEQ: &str = "wal_seq";
 /// Opens (or creates) the database file and its tables, and replays the
 /// write-ahead log's batches that the file does not hold yet.
 fn open_database(path: &Path) -> Result<Database> {
+    // Made `0600` here (redb would create it with the umask's mode).
+    crate::private_files::create_file(path)?;
     let db = redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
         .create(path)
@@ -462,13 +464,12 @@ impl Batch {
 
 impl Store {
     /// Opens (or creates) the database file, creating its directory and tables.
-    /// Fails with [`Error::AlreadyRunning`] while another process holds the file.
+    /// What it creates is private (directory `0700`, files `0600`, see
+    /// [`crate::private_files`]). Fails with [`Error::AlreadyRunning`] while
+    /// another process holds the file.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                context: format!("creating the data directory {}", dir.display()),
-                source,
-            })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::private_files::create_dir(dir)?;
         }
         let db = open_database(path)?;
         let wal = Wal::open(&wal::path_for(path), wal::CHECKPOINT_EVERY)?;
@@ -1721,6 +1722,29 @@ pub(crate) mod tests {
             },
             response: None,
         }
+    }
+
+    /// A new data directory, the database and its write-ahead log are made
+    /// for the owner only, whatever the umask (the test's is the usual 022),
+    /// and a reopen (after a storage error) keeps them so.
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().expect("dir");
+        let data = tmp.path().join("data");
+        let path = data.join("orki-webhooks.redb");
+        let store = Store::open(&path).expect("open");
+        store.credentials().expect("credentials written");
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal::path_for(&path)), 0o600);
+        drop(store);
+        let store = Store::open(&path).expect("open again");
+        drop(store);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal::path_for(&path)), 0o600);
     }
 
     /// Every combination of filters, paged with a cursor, gives exactly the

@@ -63,15 +63,15 @@ impl Wal {
     /// Opens (or creates) the log, emptied: call this only when the database
     /// holds everything the log held (after [`read`] and its replay).
     pub fn open(path: &Path, every: Duration) -> Result<Self> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|source| Error::Io {
-                context: format!("opening the write-ahead log {}", path.display()),
-                source,
-            })?;
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Private like the database: it holds the same records.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::private_files::FILE_MODE);
+        let file = options.open(path).map_err(|source| Error::Io {
+            context: format!("opening the write-ahead log {}", path.display()),
+            source,
+        })?;
         Ok(Self {
             file,
             len: 0,

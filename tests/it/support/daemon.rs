@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -34,17 +35,45 @@ pub fn stderr_path(data_dir: &Path) -> PathBuf {
     data_dir.join("stderr.txt")
 }
 
+/// How to start the daemon, beyond its arguments.
+pub struct Launch<'a> {
+    /// Where its stderr goes (not a terminal, as under a service manager).
+    pub stderr: PathBuf,
+    /// Pass [`INGEST_KEY`] and [`ADMIN_TOKEN`] through the environment;
+    /// without them it uses (and on first start makes) the stored ones.
+    pub env_credentials: bool,
+    /// More `serve` arguments.
+    pub extra: &'a [&'a str],
+}
+
 /// A running `orki-webhooksd serve`.
 pub struct Daemon {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// Every line it printed on stdout so far.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
     /// Starts the daemon on `data_dir` with port 0 and waits for its "listening" line.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::spawn(Command::new(binary()), data_dir, extra).await
+        let launch = Launch {
+            stderr: stderr_path(data_dir),
+            env_credentials: true,
+            extra,
+        };
+        Self::spawn(Command::new(binary()), data_dir, launch).await
+    }
+
+    /// Like [`Daemon::start`], as `launch` says: `data_dir` need not exist.
+    pub async fn launch(data_dir: &Path, launch: Launch<'_>) -> Self {
+        Self::spawn(Command::new(binary()), data_dir, launch).await
+    }
+
+    /// The lines it printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lines").clone()
     }
 
     /// Like [`Daemon::start`], but no file the daemon writes may grow past
@@ -58,7 +87,12 @@ impl Daemon {
                 "trap '' XFSZ; ulimit -S -f {blocks}; exec \"$0\" \"$@\""
             ))
             .arg(binary());
-        Self::spawn(sh, data_dir, extra).await
+        let launch = Launch {
+            stderr: stderr_path(data_dir),
+            env_credentials: true,
+            extra,
+        };
+        Self::spawn(sh, data_dir, launch).await
     }
 
     /// Like [`Daemon::start`], with at most `files` open files (soft and hard
@@ -68,21 +102,32 @@ impl Daemon {
         sh.arg("-c")
             .arg(format!("ulimit -n {files}; exec \"$0\" \"$@\""))
             .arg(binary());
-        Self::spawn(sh, data_dir, extra).await
+        let launch = Launch {
+            stderr: stderr_path(data_dir),
+            env_credentials: true,
+            extra,
+        };
+        Self::spawn(sh, data_dir, launch).await
     }
 
-    async fn spawn(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
+    async fn spawn(mut command: Command, data_dir: &Path, launch: Launch<'_>) -> Self {
         // Not a terminal, as under a service manager: see `stderr_path`.
-        let stderr = std::fs::File::create(stderr_path(data_dir)).expect("stderr file");
-        let mut child = command
+        let stderr = std::fs::File::create(&launch.stderr).expect("stderr file");
+        command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("ORKI_INGEST_KEY", INGEST_KEY)
-            .env("ORKI_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "debug")
+            .args(launch.extra)
+            .env_remove("ORKI_INGEST_KEY")
+            .env_remove("ORKI_ADMIN_TOKEN")
+            .env("RUST_LOG", "debug");
+        if launch.env_credentials {
+            command
+                .env("ORKI_INGEST_KEY", INGEST_KEY)
+                .env("ORKI_ADMIN_TOKEN", ADMIN_TOKEN);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)
@@ -90,8 +135,10 @@ impl Daemon {
             .expect("spawn orki-webhooksd");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let printed = Arc::new(Mutex::new(Vec::new()));
         let base = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
+                printed.lock().expect("stdout lines").push(line.clone());
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     return rest.trim().to_owned();
                 }
@@ -101,8 +148,17 @@ impl Daemon {
         .await
         .expect("orki-webhooksd printed its address in time");
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, base }
+        let keep = Arc::clone(&printed);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep.lock().expect("stdout lines").push(line);
+            }
+        });
+        Self {
+            child,
+            base,
+            stdout: printed,
+        }
     }
 
     /// The process id.

@@ -1,15 +1,17 @@
-//! `orki-webhooksd serve`: the Orki Webhooks engine without a window.
+//! `orki-webhooksd serve`: the Orki Webhooks engine without a window;
+//! `orki-webhooksd credentials`: what to open the admin UI and post events with.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use orki_engine::config::check_listen_addr;
 use orki_engine::retry::{RetryPolicy, parse_schedule};
-use orki_engine::{Config, Engine, Secret, Store, telemetry};
+use orki_engine::{Config, Engine, Error, Secret, Store, private_files, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +38,16 @@ struct Cli {
 enum Command {
     /// Run the engine and the local HTTP listener until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Print the admin UI link (with the admin token) and the ingest key of a
+    /// data directory, running or not (`serve` prints them only to a terminal).
+    Credentials(CredentialsArgs),
+}
+
+#[derive(Args)]
+struct CredentialsArgs {
+    /// Directory of the database [default: ~/.local/share/com.orki.webhooks]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -60,8 +72,11 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
-    match serve(args) {
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Credentials(args) => credentials(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("orki-webhooksd: {e:#}");
@@ -88,15 +103,18 @@ fn env_secret(name: &str) -> Option<Secret> {
         .map(Secret::new)
 }
 
+fn data_dir(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(d) => Ok(d.clone()),
+        None => default_data_dir(),
+    }
+}
+
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(listen) = args.listen {
         check_listen_addr(listen)?;
     }
-    let data_dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => default_data_dir()?,
-    };
-    let mut config = Config::new(data_dir);
+    let mut config = Config::new(data_dir(args.data_dir.as_ref())?);
     config.ca_files = args.ca_files.clone();
     if let Some(schedule) = &args.retry_schedule {
         config.retry = Some(RetryPolicy {
@@ -126,7 +144,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
+    // Only the owner may read the data: tightens what an older version left open.
+    let tightened = private_files::secure(&[config.data_dir.clone(), config.log_dir()])?;
     let _log_guard = telemetry::init(&config.log_dir(), "orki-webhooksd")?;
+    tightened.log();
     orki_engine::listener::raise_open_file_limit();
     let store = Store::open(&config.database_path())?;
     let listen = match args.listen {
@@ -136,30 +157,150 @@ async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is the port in use?)"))?;
+    let data_dir = config.data_dir.clone();
     let cancel = CancellationToken::new();
     let engine = Engine::start(config, store, listener, cancel.clone()).await?;
     let addr = engine.local_addr();
     let handle = engine.handle();
+    let file = running_file(&data_dir);
+    let mut shown = Shown {
+        listen: addr,
+        admin_token: handle.admin_token(),
+        ingest_key: handle.ingest_key(),
+    };
+    // For `orki-webhooksd credentials` while this runs (the database is
+    // locked). Not fatal: the engine runs already, and stops cleanly below.
+    if let Err(e) = shown.save(&file) {
+        tracing::warn!(error = %e, "cannot write the file `orki-webhooksd credentials` reads");
+    }
     {
-        // On stdout, for the person who started it; never in the log files.
+        // On stdout, for the person who started it; never in the log files. Not
+        // the secrets when stdout is not a terminal: a service manager would
+        // keep them in its journal.
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
             "Orki Webhooks {} listening on http://{addr}",
             orki_engine::VERSION
         )?;
-        writeln!(
-            out,
-            "Admin UI:   http://{addr}/#token={}",
-            handle.admin_token().expose()
-        )?;
-        writeln!(out, "Ingest key: {}", handle.ingest_key().expose())?;
+        if std::io::stdout().is_terminal() {
+            shown.print(&mut out)?;
+        } else {
+            writeln!(
+                out,
+                "Admin UI link and ingest key: orki-webhooksd credentials --data-dir {} \
+                 (not printed here: stdout is not a terminal)",
+                data_dir.display()
+            )?;
+        }
         out.flush()?;
     }
-    shutdown_signal().await;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {
+                // A key regenerated from the settings: keep the file current.
+                let key = handle.ingest_key();
+                if key != shown.ingest_key {
+                    shown.ingest_key = key;
+                    if let Err(e) = shown.save(&file) {
+                        tracing::warn!(error = %e, "cannot update the credentials file");
+                    }
+                }
+            }
+        }
+    }
     tracing::info!("shutting down");
     cancel.cancel();
     engine.wait().await;
+    // Stopped, `credentials` reads the database itself.
+    let _ = std::fs::remove_file(&file);
+    Ok(())
+}
+
+/// What `serve` shows a person: where to open the admin UI, and the key to
+/// post events with.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shown {
+    listen: SocketAddr,
+    admin_token: Secret,
+    ingest_key: Secret,
+}
+
+impl Shown {
+    fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "Admin UI:   http://{}/#token={}",
+            self.listen,
+            self.admin_token.expose()
+        )?;
+        writeln!(out, "Ingest key: {}", self.ingest_key.expose())
+    }
+
+    /// Into the running daemon's file (`0600`, in the `0700` data directory).
+    fn save(&self, file: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_vec(self)?;
+        Ok(private_files::write_file(file, &json)?)
+    }
+}
+
+/// Where a running `serve` keeps what `credentials` prints.
+fn running_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("orki-webhooksd.credentials")
+}
+
+/// `orki-webhooksd credentials`: from the database when no instance runs on
+/// the data directory, else from the file the running one keeps; the
+/// environment's `ORKI_ADMIN_TOKEN` / `ORKI_INGEST_KEY` win, as for `serve`.
+fn credentials(args: CredentialsArgs) -> anyhow::Result<()> {
+    let data_dir = data_dir(args.data_dir.as_ref())?;
+    let mut config = Config::new(&data_dir);
+    config.ingest_key = env_secret("ORKI_INGEST_KEY");
+    config.admin_token = env_secret("ORKI_ADMIN_TOKEN");
+    config.validate()?;
+    let db = config.database_path();
+    if !db.exists() {
+        anyhow::bail!(
+            "there is no database in {} (has `orki-webhooksd serve --data-dir {}` run?)",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let mut shown = match Store::open(&db) {
+        Ok(store) => {
+            let stored = store.credentials()?;
+            Shown {
+                listen: SocketAddr::from(([127, 0, 0, 1], store.load_settings()?.listen_port)),
+                admin_token: stored.admin_token,
+                ingest_key: stored.ingest_key,
+            }
+        }
+        Err(Error::AlreadyRunning(_)) => {
+            let file = running_file(&data_dir);
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "orki-webhooksd is running on {}, but {} cannot be read",
+                    data_dir.display(),
+                    file.display()
+                )
+            })?;
+            serde_json::from_str(&text).with_context(|| format!("{} is damaged", file.display()))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(key) = config.ingest_key {
+        shown.ingest_key = key;
+    }
+    if let Some(token) = config.admin_token {
+        shown.admin_token = token;
+    }
+    let mut out = std::io::stdout().lock();
+    shown.print(&mut out)?;
+    out.flush()?;
     Ok(())
 }
 
