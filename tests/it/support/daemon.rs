@@ -81,26 +81,25 @@ impl Daemon {
     /// signal such a write would raise is ignored, so the write fails instead.
     /// Only the soft limit is set, so `prlimit` can lift it (room again).
     pub async fn start_with_file_limit(data_dir: &Path, extra: &[&str], blocks: u32) -> Self {
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(format!(
-                "trap '' XFSZ; ulimit -S -f {blocks}; exec \"$0\" \"$@\""
-            ))
-            .arg(binary());
-        let launch = Launch {
-            stderr: stderr_path(data_dir),
-            env_credentials: true,
+        Self::start_after(
+            &format!("trap '' XFSZ; ulimit -S -f {blocks}"),
+            data_dir,
             extra,
-        };
-        Self::spawn(sh, data_dir, launch).await
+        )
+        .await
     }
 
     /// Like [`Daemon::start`], with at most `files` open files (soft and hard
     /// limit, so the daemon cannot raise it), as on a machine whose limit is low.
     pub async fn start_with_open_file_limit(data_dir: &Path, extra: &[&str], files: u32) -> Self {
+        Self::start_after(&format!("ulimit -n {files}"), data_dir, extra).await
+    }
+
+    /// Starts the daemon from a shell that runs `prelude` first (limits).
+    async fn start_after(prelude: &str, data_dir: &Path, extra: &[&str]) -> Self {
         let mut sh = Command::new("sh");
         sh.arg("-c")
-            .arg(format!("ulimit -n {files}; exec \"$0\" \"$@\""))
+            .arg(format!("{prelude}; exec \"$0\" \"$@\""))
             .arg(binary());
         let launch = Launch {
             stderr: stderr_path(data_dir),
