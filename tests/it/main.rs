@@ -4,6 +4,7 @@
 
 mod support;
 
+mod contract;
 mod delivery;
 mod ingest;
 mod openapi;
