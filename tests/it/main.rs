@@ -6,6 +6,7 @@ mod support;
 
 mod contract;
 mod delivery;
+mod edges;
 mod ingest;
 mod openapi;
 mod operations;
