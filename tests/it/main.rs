@@ -6,8 +6,8 @@ mod support;
 
 mod contract;
 mod delivery;
-mod edges;
 mod ingest;
+mod odd_input;
 mod openapi;
 mod operations;
 mod process;
