@@ -4,12 +4,14 @@
 
 mod support;
 
+mod contract;
 mod crash_loop;
 mod delivery;
 mod edges;
 mod hangups;
 mod ingest;
 mod limits;
+mod odd_input;
 mod openapi;
 mod operations;
 mod process;

@@ -264,3 +264,138 @@ async fn every_endpoint_is_documented_and_real_answers_match() {
         &r.json().await.expect("json"),
     );
 }
+
+/// The document states the bounds the server enforces (what scripts/schemathesis
+/// checks by generating requests from it).
+#[tokio::test]
+async fn the_document_states_the_bounds_the_server_enforces() {
+    let ca = TestCa::new("Orki Test CA");
+    let engine = TestEngine::start(&ca, |_| {}).await;
+    let doc: Value = engine
+        .http
+        .get(format!("{}/v1/openapi.json", engine.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &doc["components"]["schemas"];
+    let param = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path} has parameter {name}"))
+    };
+
+    let limit = param("/v1/attempts", "get", "limit");
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 500, "{limit}");
+    let outcome = param("/v1/attempts", "get", "outcome");
+    let outcome_ref = outcome["schema"]["oneOf"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|s| s["$ref"].as_str()))
+        .or_else(|| outcome["schema"]["$ref"].as_str())
+        .unwrap_or_else(|| panic!("{outcome}"));
+    assert!(outcome_ref.ends_with("/Outcome"), "{outcome}");
+    assert_eq!(schemas["Outcome"]["enum"], json!(["success", "failure"]));
+    assert_eq!(
+        param("/v1/attempts", "get", "from")["schema"]["format"],
+        "date-time"
+    );
+
+    let names: Vec<&str> = orki_engine::event_types::NAMES.to_vec();
+    assert_eq!(schemas["EventTypeName"]["enum"], json!(names));
+    let new = &schemas["NewWebhook"]["properties"];
+    assert_eq!(new["events"]["minItems"], 1, "{new}");
+    assert!(
+        new["events"]["items"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/EventTypeName")),
+        "{new}"
+    );
+    assert_eq!(new["url"]["format"], "uri", "{new}");
+    assert_eq!(new["url"]["maxLength"], 2048, "{new}");
+    assert_eq!(new["verify_token"]["maxLength"], 512, "{new}");
+    assert_eq!(schemas["NewWebhook"]["additionalProperties"], false);
+
+    let key = param("/v1/events", "post", "Idempotency-Key");
+    assert_eq!(key["in"], "header");
+    assert_eq!(key["schema"]["minLength"], 1, "{key}");
+    assert_eq!(key["schema"]["maxLength"], 255, "{key}");
+    assert_eq!(key["schema"]["pattern"], "^[!-~]+$", "{key}");
+
+    let patch = &schemas["SettingsPatch"];
+    let props = &patch["properties"];
+    assert_eq!(props["listen_port"]["minimum"], 1024, "{props}");
+    assert_eq!(props["listen_port"]["maximum"], 65535, "{props}");
+    assert_eq!(
+        props["max_database_mb"]["maximum"], 9_007_199_254_740_991_u64,
+        "{props}"
+    );
+    assert_eq!(props["max_database_mb"]["minimum"], 1, "{props}");
+    assert_eq!(props["retention_days"]["maximum"], 3650, "{props}");
+    assert!(
+        patch["required"].as_array().is_none_or(Vec::is_empty),
+        "{patch}"
+    );
+    assert_eq!(patch["additionalProperties"], false);
+    assert!(
+        schemas["SettingsView"]["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("allow_http_localhost_from_flag")))
+    );
+
+    let replay = &doc["paths"]["/v1/webhooks/{id}/replay"]["post"];
+    assert_eq!(replay["requestBody"]["required"], true, "{replay}");
+    assert!(
+        replay["responses"]["409"].is_object(),
+        "409 webhook_disabled"
+    );
+    assert!(
+        schemas["ReplayRequest"]["properties"]["from"]["format"] == "date-time",
+        "{}",
+        schemas["ReplayRequest"]
+    );
+
+    // The retry-step pattern takes exactly the steps the server takes.
+    let schedule = &schemas["RetrySchedule"]["oneOf"];
+    let step = schedule[0]["items"]["pattern"].as_str().expect("pattern");
+    let text = schedule[1]["pattern"].as_str().expect("pattern");
+    let re = |p: &str| {
+        jsonschema::validator_for(&json!({"type": "string", "pattern": p})).expect("regex")
+    };
+    let (step, text) = (re(step), re(text));
+    for ok in [
+        "1ms",
+        "604800000ms",
+        "604800s",
+        "10080m",
+        "168h",
+        "7d",
+        "005s",
+    ] {
+        assert!(step.is_valid(&json!(ok)), "{ok}");
+        assert!(
+            orki_engine::retry::parse_duration(ok)
+                .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(7 * 86_400)),
+            "{ok}"
+        );
+    }
+    for bad in [
+        "0s",
+        "604800001ms",
+        "604801s",
+        "10081m",
+        "169h",
+        "8d",
+        "5x",
+        "s",
+        "5 s",
+    ] {
+        assert!(!step.is_valid(&json!(bad)), "{bad}");
+    }
+    assert!(text.is_valid(&json!("5s, 30s,2m")));
+    assert!(!text.is_valid(&json!("5s,,2m")));
+}

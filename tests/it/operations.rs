@@ -190,7 +190,8 @@ async fn every_filter_alone_and_combined_matches_a_scan_of_the_log() {
         "webhook_id=12",
         "from=yesterday",
         "to=2026-13-01T00:00:00Z",
-        "from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z",
+        // `from` later than `to` is a valid, empty range now (what the
+        // OpenAPI document can say): contract::any_rfc3339_range_is_a_query.
         "limit=501",
         "limit=-1",
         "cursor=att_zz",

@@ -126,6 +126,7 @@ export default {
   'settings.retention': 'Keep the delivery log for (days)',
   'settings.maxDb': 'Database size cap (MB, empty for none)',
   'settings.allowHttp': 'Allow plain HTTP to localhost (development)',
+  'settings.allowHttpFlag': 'On for this run: orki-webhooksd was started with --allow-http-localhost, which overrides this setting. The saved setting applies once it runs without the flag.',
   'settings.saved': 'Settings saved',
   'settings.appearance': 'Appearance',
   'settings.language': 'Language',

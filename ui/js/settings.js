@@ -41,11 +41,15 @@ export async function renderSettings(root) {
   threshold.value = s.warning_threshold;
   const retention = h('input', { type: 'number', min: '1', max: '3650' });
   retention.value = s.retention_days;
-  const maxDb = h('input', { type: 'number', min: '1' });
+  // 2^53 - 1: the largest the server takes (exact in JavaScript).
+  const maxDb = h('input', { type: 'number', min: '1', max: '9007199254740991' });
   maxDb.value = s.max_database_mb ?? '';
   const port = h('input', { type: 'number', min: '1024', max: '65535' });
   port.value = s.listen_port;
-  const allowHttp = h('input', { type: 'checkbox', id: 'allow-http', checked: s.allow_http_localhost });
+  // --allow-http-localhost turns it on for this run whatever is saved: shown
+  // on and locked, and not sent, so saving the rest does not store it.
+  const fromFlag = Boolean(s.allow_http_localhost_from_flag);
+  const allowHttp = h('input', { type: 'checkbox', id: 'allow-http', checked: s.allow_http_localhost, disabled: fromFlag });
   const status = h('p', { class: 'form-status', role: 'status', 'aria-live': 'polite' });
 
   const form = h('form', { class: 'form', novalidate: true },
@@ -55,6 +59,7 @@ export async function renderSettings(root) {
     field('set-maxdb', t('settings.maxDb'), maxDb),
     field('set-port', t('settings.port'), port, s.restart_required ? t('settings.restart', { port: s.listen_port, current: s.listen_address.split(':').pop() }) : null),
     h('label', { class: 'check' }, allowHttp, h('span', {}, t('settings.allowHttp'))),
+    fromFlag ? h('p', { class: 'hint', id: 'allow-http-flag' }, t('settings.allowHttpFlag')) : null,
     status,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'save-settings' }, t('common.save'))));
   form.addEventListener('submit', async (e) => {
@@ -65,8 +70,8 @@ export async function renderSettings(root) {
       retention_days: Number(retention.value),
       max_database_mb: maxDb.value === '' ? null : Number(maxDb.value),
       listen_port: Number(port.value),
-      allow_http_localhost: allowHttp.checked,
     };
+    if (!fromFlag) patch.allow_http_localhost = allowHttp.checked;
     try {
       await api.patchSettings(patch);
       toast(t('settings.saved'), 'ok');

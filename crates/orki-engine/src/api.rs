@@ -232,6 +232,35 @@ struct IngestBody<'a> {
     data: Option<&'a serde_json::value::RawValue>,
 }
 
+/// Checks an ingest body: JSON, `type` a string, `data` an object, nothing
+/// else. Returns the type (not yet checked to be known) and `data` as posted,
+/// byte for byte. Public for the fuzzer (`fuzz/`).
+pub fn parse_ingest_body(bytes: &[u8]) -> ApiResult<(String, &str)> {
+    let parsed: IngestBody<'_> = serde_json::from_slice(bytes).map_err(|e| bad_json(&e))?;
+    let event_type = parsed.event_type.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "the field \"type\" is required (one of the known event types)",
+        )
+    })?;
+    let data = parsed.data.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "the field \"data\" is required and must be a JSON object",
+        )
+    })?;
+    if !data.get().starts_with('{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "the field \"data\" must be a JSON object",
+        ));
+    }
+    Ok((event_type, data.get()))
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -258,10 +287,11 @@ fn bad_json(e: &serde_json::Error) -> ApiError {
 
 #[utoipa::path(post, path = "/v1/events", tag = "events", security(("ingest_key" = [])),
     request_body = crate::openapi::IngestRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first result")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1–255 visible ASCII characters; a repeat of the same request returns the first result")),
     responses(
-        (status = 202, description = "Stored durably with its deliveries", body = crate::model::Accepted),
-        (status = 400, description = "Malformed JSON or a missing/invalid field", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Stored durably with its deliveries (`Idempotent-Replayed: true` on a repeat)", body = crate::model::Accepted),
+        (status = 400, description = "Malformed JSON, a missing/invalid field, or an invalid Idempotency-Key", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong ingest key", body = crate::openapi::ErrorBody),
         (status = 409, description = "Idempotency-Key reused for another request", body = crate::openapi::ErrorBody),
         (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorBody),
@@ -325,7 +355,10 @@ async fn ingest(
                 .to_str()
                 .ok()
                 .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= 255);
+                // Visible ASCII only: `to_str` lets a tab and spaces through.
+                .filter(|k| {
+                    (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
+                });
             let Some(key) = key else {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -336,30 +369,9 @@ async fn ingest(
             Some((key.to_owned(), hex::encode(Sha256::digest(&bytes))))
         }
     };
-    let parsed: IngestBody<'_> = serde_json::from_slice(&bytes).map_err(|e| bad_json(&e))?;
-    let event_type = parsed.event_type.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "the field \"type\" is required (one of the known event types)",
-        )
-    })?;
-    let data = parsed.data.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "the field \"data\" is required and must be a JSON object",
-        )
-    })?;
-    if !data.get().starts_with('{') {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "the field \"data\" must be a JSON object",
-        ));
-    }
+    let (event_type, data) = parse_ingest_body(&bytes)?;
     let accepted = engine
-        .ingest(event_type, data.get().to_owned(), idempotency)
+        .ingest(event_type, data.to_owned(), idempotency)
         .await?;
     let mut response = (
         StatusCode::ACCEPTED,
@@ -490,6 +502,7 @@ async fn delete_webhook(
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// The type whose sample is sent.
+    #[schema(value_type = crate::openapi::EventTypeName)]
     pub event_type: String,
 }
 
@@ -531,23 +544,27 @@ async fn redeliver(
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
-    request_body = crate::query::ReplayRequest,
+    request_body(content = crate::query::ReplayRequest, description = "Required: `{}` replays every given-up delivery, `{\"dry_run\": true}` only counts them"),
     responses((status = 200, description = "Dry run: how many would be sent", body = crate::engine::ReplayResult),
         (status = 202, description = "Replayed, paced", body = crate::engine::ReplayResult),
-        (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "No body, or an invalid filter", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`webhook_disabled`: enable the webhook before replaying (a dry run still counts)", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn replay_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let id = webhook_id(&id)?;
-    let empty = body.as_ref().is_ok_and(|b| b.is_empty());
-    let request: ReplayRequest = if empty {
-        ReplayRequest::default()
-    } else {
-        parse_body(body)?
-    };
+    // No body is not "replay everything": that has to be asked for, with `{}`.
+    if body.as_ref().is_ok_and(|b| b.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "send a JSON body: {} replays every given-up delivery, {\"dry_run\": true} only counts them",
+        ));
+    }
+    let request: ReplayRequest = parse_body(body)?;
     let result = engine.replay_failed(id, request).await?;
     let status = if result.dry_run {
         StatusCode::OK
@@ -611,13 +628,13 @@ async fn stream(
 
 #[utoipa::path(get, path = "/v1/attempts", tag = "deliveries", security(("admin_token" = [])),
     params(
-        ("webhook_id" = Option<String>, Query, description = "Only this webhook"),
-        ("event_type" = Option<String>, Query, description = "Only this event type"),
-        ("outcome" = Option<String>, Query, description = "success or failure"),
-        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("to" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("limit" = Option<u32>, Query, description = "1–500, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+        ("webhook_id" = Option<crate::ids::WebhookId>, Query, description = "Only this webhook"),
+        ("event_type" = Option<crate::openapi::EventTypeName>, Query, description = "Only this event type"),
+        ("outcome" = Option<crate::openapi::Outcome>, Query, description = "success or failure"),
+        ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive; not before `from`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1–500, default 50"),
+        ("cursor" = Option<crate::ids::AttemptId>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, description = "Attempts, newest first", body = crate::engine::AttemptPage),
         (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
 async fn list_attempts(

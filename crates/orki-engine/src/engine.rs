@@ -66,8 +66,13 @@ pub struct SettingsView {
     pub retention_days: u32,
     /// Size cap of the database file, if any.
     pub max_database_mb: Option<u64>,
-    /// Plain `http://` to loopback is accepted.
+    /// Plain `http://` to loopback is accepted (in force now: the stored
+    /// setting, or `--allow-http-localhost`).
     pub allow_http_localhost: bool,
+    /// `--allow-http-localhost` was given: plain `http://` to loopback is
+    /// accepted for this run whatever is stored; a `PATCH` changes only the
+    /// stored setting, used once the flag is gone.
+    pub allow_http_localhost_from_flag: bool,
     /// The key local tools post events with.
     pub ingest_key: String,
     /// The ingest key comes from `ORKI_INGEST_KEY` (not regenerable here).
@@ -92,11 +97,19 @@ pub const REPLAY_PACE_MS: u64 = 100;
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// `https://…` (or `http://` to loopback when allowed).
+    /// `https://…` (or `http://` to loopback when allowed), at most 2048
+    /// characters, without a `#fragment`.
+    #[schema(format = "uri", pattern = "^https://[^#]+$", max_length = 2048)]
     pub url: String,
-    /// The shared secret.
+    /// The shared secret: 1–512 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     pub verify_token: String,
     /// Event types to subscribe to (at least one).
+    #[schema(value_type = Vec<crate::openapi::EventTypeName>, min_items = 1)]
     pub events: Vec<String>,
     /// Starts enabled unless `false`.
     #[serde(default)]
@@ -108,10 +121,17 @@ pub struct NewWebhook {
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     /// A new URL (re-runs the handshake).
+    #[schema(format = "uri", pattern = "^https://[^#]+$", max_length = 2048)]
     pub url: Option<String>,
     /// A new verify token (re-runs the handshake).
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     pub verify_token: Option<String>,
-    /// New subscriptions.
+    /// New subscriptions (at least one).
+    #[schema(value_type = Option<Vec<crate::openapi::EventTypeName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
@@ -428,6 +448,7 @@ impl EngineHandle {
             max_database_mb: effective.max_database_mb,
             allow_http_localhost: effective.allow_http_localhost
                 || self.inner.config.allow_http_localhost,
+            allow_http_localhost_from_flag: self.inner.config.allow_http_localhost,
             ingest_key: self.ingest_key().expose().to_owned(),
             ingest_key_from_env: self.inner.config.ingest_key.is_some(),
         })
@@ -439,12 +460,17 @@ impl EngineHandle {
         let key_from_env = self.inner.config.ingest_key.is_some();
         self.admin_write(move |s, inner| {
             let mut stored = s.load_settings()?;
+            let before = stored.clone();
             let regenerate = stored.apply_patch(&patch)?;
             if regenerate && key_from_env {
                 return Err(Error::Conflict {
                     code: "ingest_key_from_env",
                     message: "the ingest key is set by ORKI_INGEST_KEY; change it there".into(),
                 });
+            }
+            if stored == before && !regenerate {
+                // `{}`, or only the values already stored: nothing is written.
+                return Ok(());
             }
             let fresh = s.save_settings(&stored, regenerate)?;
             {
@@ -536,23 +562,31 @@ impl EngineHandle {
         let updated = self
             .admin_write(move |s, inner| {
                 let updated = s.update_webhook(id, |w| {
-                    if let Some(u) = url {
+                    // `updated_at` moves only when something does (not for `{}`).
+                    let mut changed = false;
+                    if let Some(u) = url.filter(|u| u.as_str() != w.url) {
                         w.url = u.to_string();
+                        changed = true;
                     }
-                    if let Some(t) = token {
+                    if let Some(t) = token.filter(|t| !w.verify_token.matches(t)) {
                         w.verify_token = Secret::new(t);
+                        changed = true;
                     }
-                    if let Some(e) = events {
+                    if let Some(e) = events.filter(|e| *e != w.events) {
                         w.events = e;
+                        changed = true;
                     }
-                    if let Some(e) = enabled {
-                        if e && !w.enabled {
+                    if let Some(e) = enabled.filter(|e| *e != w.enabled) {
+                        if e {
                             // A re-enabled webhook starts with a clean slate.
                             w.consecutive_failures = 0;
                         }
                         w.enabled = e;
+                        changed = true;
                     }
-                    w.updated_at = Utc::now();
+                    if changed {
+                        w.updated_at = Utc::now();
+                    }
                     Ok(())
                 })?;
                 inner.cache_webhook(id, Some(updated.clone()));
@@ -890,7 +924,7 @@ impl EngineHandle {
 /// Checks a webhook URL: absolute, `https://` (or `http://` to loopback when allowed).
 pub fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url> {
     let text = text.trim();
-    if text.len() > 2048 {
+    if text.chars().count() > 2048 {
         return Err(Error::invalid(
             "invalid_url",
             "the URL is longer than 2048 characters",
@@ -948,7 +982,7 @@ fn validate_token(token: &str) -> Result<String> {
             "the verify token must not be empty",
         ));
     }
-    if token.len() > 512 {
+    if token.chars().count() > 512 {
         return Err(Error::invalid(
             "invalid_verify_token",
             "the verify token must be at most 512 characters",

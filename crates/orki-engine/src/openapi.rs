@@ -3,8 +3,10 @@
 //! `GET /v1/openapi.json`.
 
 use serde::Serialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::engine::{AttemptPage, NewWebhook, SettingsView, WebhookPatch};
 use crate::event_types::EventType;
@@ -45,33 +47,110 @@ pub struct WebhookList {
     pub items: Vec<Webhook>,
 }
 
+/// The name of a known event type (`GET /v1/event-types` lists them).
+pub struct EventTypeName;
+
+impl PartialSchema for EventTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(crate::event_types::NAMES))
+            .description(Some("A known event type"))
+            .into()
+    }
+}
+
+impl ToSchema for EventTypeName {}
+
+/// `outcome` of a delivery-log query.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// 2xx in time.
+    Success,
+    /// Anything else.
+    Failure,
+}
+
+/// The largest integer a JavaScript number holds exactly (2^53 - 1): the
+/// bound of `max_database_mb`, so that what the UI shows is what is stored.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// One retry step the server takes: a whole number and a unit, longer than
+/// zero and at most 7 days (leading zeros allowed, as the parser takes them).
+const STEP: &str = "0*(?:[1-7]d\
+|(?:[1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h\
+|(?:[1-9][0-9]{0,3}|100[0-7][0-9]|10080)m\
+|(?:[1-9][0-9]{0,4}|[1-5][0-9]{5}|60[0-3][0-9]{3}|604[0-7][0-9]{2}|604800)s\
+|(?:[1-9][0-9]{0,7}|[1-5][0-9]{8}|60[0-3][0-9]{6}|604[0-7][0-9]{5}|604800000)ms)";
+
+/// `retry_schedule` in a settings change: 1–50 steps, as a list or as one
+/// comma-separated string.
+pub struct RetrySchedule;
+
+impl PartialSchema for RetrySchedule {
+    fn schema() -> RefOr<Schema> {
+        let step = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^{STEP}$")));
+        let list = ArrayBuilder::new()
+            .items(step)
+            .min_items(Some(1))
+            .max_items(Some(50));
+        let text = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^ *{STEP} *(?:, *{STEP} *){{0,49}}$")));
+        OneOfBuilder::new()
+            .item(list)
+            .item(text)
+            .description(Some(
+                "Waits between retries, each longer than 0 and at most 7 days: [\"10s\", \"5m\", \"2h\"] or \"10s,5m,2h\"",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RetrySchedule {}
+
 /// `POST /v1/events`.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct IngestRequest {
-    /// A known event type.
+    /// A known event type (an unknown one is answered `422`).
     #[serde(rename = "type")]
+    #[schema(value_type = EventTypeName)]
     pub event_type: String,
     /// Any JSON object; delivered byte for byte.
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `PATCH /v1/settings`: any of these; every value is validated before any is saved.
+/// `PATCH /v1/settings`: any of these; every value is validated before any
+/// is saved, and `{}` changes nothing.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     /// 1024–65535; applied on restart.
-    pub listen_port: Option<u16>,
+    #[schema(required = false, minimum = 1024, maximum = 65535)]
+    pub listen_port: u16,
     /// Durations such as `["10s", "5m", "2h"]` (or one comma-separated string).
-    pub retry_schedule: Option<Vec<String>>,
+    #[schema(required = false, value_type = RetrySchedule)]
+    pub retry_schedule: Vec<String>,
     /// 1–1000.
-    pub warning_threshold: Option<u32>,
+    #[schema(required = false, minimum = 1, maximum = 1000)]
+    pub warning_threshold: u32,
     /// 1–3650.
-    pub retention_days: Option<u32>,
-    /// At least 1, or null for no cap.
+    #[schema(required = false, minimum = 1, maximum = 3650)]
+    pub retention_days: u32,
+    /// 1 to 2^53 - 1 (exact in JavaScript), or null for no cap.
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_u64)]
     pub max_database_mb: Option<u64>,
-    /// Accept `http://` to loopback.
-    pub allow_http_localhost: Option<bool>,
-    /// `true` makes a new ingest key.
-    pub regenerate_ingest_key: Option<bool>,
+    /// Accept `http://` to loopback. `--allow-http-localhost` turns it on for
+    /// the run whatever is stored (`allow_http_localhost_from_flag` in the answer).
+    #[schema(required = false)]
+    pub allow_http_localhost: bool,
+    /// `true` makes a new ingest key (`409` when it comes from `ORKI_INGEST_KEY`).
+    #[schema(required = false)]
+    pub regenerate_ingest_key: bool,
 }
 
 struct Security;
@@ -113,6 +192,7 @@ impl Modify for Security {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, HealthBody, WebhookList, IngestRequest, crate::api::TestRequest,
+        EventTypeName, Outcome, RetrySchedule,
         crate::query::ReplayRequest, crate::engine::ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
         DeliveryRecord, EventType, NewWebhook, WebhookPatch, SettingsView, Webhook
     )),

@@ -24,16 +24,29 @@ fn invalid(code: &'static str, message: String) -> Error {
     Error::invalid(code, message)
 }
 
-/// Parses an RFC 3339 time into Unix milliseconds; `name` and `code` go in the error.
-pub fn parse_time(code: &'static str, name: &str, value: &str) -> Result<u64> {
+/// Parses an RFC 3339 time into Unix milliseconds (negative before 1970);
+/// `name` and `code` go in the error.
+pub fn parse_time(code: &'static str, name: &str, value: &str) -> Result<i64> {
     let at = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
         invalid(
             code,
             format!("{name} must be an RFC 3339 time like 2026-11-27T09:00:00Z, not {value:?}"),
         )
     })?;
-    u64::try_from(at.timestamp_millis())
-        .map_err(|_| invalid(code, format!("{name} must not be before 1970")))
+    Ok(at.timestamp_millis())
+}
+
+/// A time range `from`..=`to` (Unix ms) as store bounds. Every RFC 3339
+/// time is a valid bound: times before 1970 hold no record, so they become 0,
+/// and `from` later than `to` is a range with nothing in it (the store reads
+/// nothing for it), not an error the OpenAPI document could not describe.
+fn time_range(from: Option<i64>, to: Option<i64>) -> (Option<u64>, Option<u64>) {
+    let bound = |ms: i64| u64::try_from(ms).unwrap_or(0);
+    match (from, to) {
+        // Empty: `to` before `from`, also once both are clamped to 1970.
+        (Some(f), Some(t)) if f > t => (Some(bound(f).max(1)), Some(0)),
+        _ => (from.map(bound), to.map(bound)),
+    }
 }
 
 impl AttemptQuery {
@@ -44,6 +57,7 @@ impl AttemptQuery {
             limit: 50,
             ..Default::default()
         };
+        let (mut from, mut to) = (None, None);
         for (name, value) in query {
             match name.as_str() {
                 "webhook_id" => {
@@ -78,8 +92,8 @@ impl AttemptQuery {
                         }
                     });
                 }
-                "from" => q.filter.from_ms = Some(parse_time(CODE, "from", value)?),
-                "to" => q.filter.to_ms = Some(parse_time(CODE, "to", value)?),
+                "from" => from = Some(parse_time(CODE, "from", value)?),
+                "to" => to = Some(parse_time(CODE, "to", value)?),
                 "limit" => {
                     q.limit = value
                         .parse::<usize>()
@@ -112,24 +126,25 @@ impl AttemptQuery {
                 }
             }
         }
-        if let (Some(from), Some(to)) = (q.filter.from_ms, q.filter.to_ms)
-            && from > to
-        {
-            return Err(invalid(CODE, "from must not be later than to".into()));
-        }
+        (q.filter.from_ms, q.filter.to_ms) = time_range(from, to);
         Ok(q)
     }
 }
 
-/// A bulk replay of a webhook's given-up deliveries; all fields optional.
+/// A bulk replay of a webhook's given-up deliveries; all fields optional, but
+/// the body is not: `{}` replays every given-up delivery of the webhook,
+/// `{"dry_run": true}` only counts them.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// Only this event type.
+    #[schema(value_type = Option<crate::openapi::EventTypeName>)]
     pub event_type: Option<String>,
     /// Only deliveries created at or after (RFC 3339).
+    #[schema(format = DateTime)]
     pub from: Option<String>,
     /// Only deliveries created at or before (RFC 3339).
+    #[schema(format = DateTime)]
     pub to: Option<String>,
     /// Count only.
     #[serde(default)]
@@ -153,21 +168,17 @@ impl ReplayRequest {
             }
             filter.event_type = Some(t.clone());
         }
-        filter.from_ms = self
+        let from = self
             .from
             .as_deref()
             .map(|v| parse_time(CODE, "from", v))
             .transpose()?;
-        filter.to_ms = self
+        let to = self
             .to
             .as_deref()
             .map(|v| parse_time(CODE, "to", v))
             .transpose()?;
-        if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms)
-            && from > to
-        {
-            return Err(invalid(CODE, "from must not be later than to".into()));
-        }
+        (filter.from_ms, filter.to_ms) = time_range(from, to);
         Ok(filter)
     }
 }

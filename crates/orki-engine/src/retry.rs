@@ -198,3 +198,92 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }
+
+/// Properties of the policy over any schedule, attempt, jitter and
+/// `Retry-After` (proptest; the cases above are the known answers).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn schedule() -> impl Strategy<Value = Vec<Duration>> {
+        prop::collection::vec(
+            (1u64..=7 * 86_400_000).prop_map(Duration::from_millis),
+            1..=50,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn a_delay_is_the_step_within_its_jitter(
+            schedule in schedule(),
+            jitter in 0.0f64..=0.5,
+            attempt in 0u32..60,
+            unit in -1.0f64..2.0,
+        ) {
+            let policy = RetryPolicy { schedule: schedule.clone(), jitter };
+            prop_assert!(policy.validate().is_ok());
+            let delay = policy.next_delay(attempt, None, unit);
+            match attempt.checked_sub(1).and_then(|i| schedule.get(i as usize)) {
+                None => prop_assert_eq!(delay, None, "past the schedule: given up"),
+                Some(step) => {
+                    let d = delay.expect("within the schedule");
+                    let (lo, hi) = (step.mul_f64(1.0 - jitter), step.mul_f64(1.0 + jitter));
+                    // One nanosecond either way for float rounding.
+                    prop_assert!(d + Duration::from_nanos(1) >= lo && d <= hi + Duration::from_nanos(1),
+                        "{d:?} not in {lo:?}..={hi:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn retry_after_is_honoured_within_its_bounds(
+            schedule in schedule(),
+            attempt in 1u32..=50,
+            asked_ms in 0u64..=10 * 86_400_000,
+            unit in 0.0f64..1.0,
+        ) {
+            let policy = RetryPolicy { schedule, jitter: 0.2 };
+            let asked = Duration::from_millis(asked_ms);
+            let plain = policy.next_delay(attempt, None, unit);
+            let with = policy.next_delay(attempt, Some(asked), unit);
+            prop_assert_eq!(plain.is_some(), with.is_some());
+            if let (Some(plain), Some(with)) = (plain, with) {
+                let bounded = asked.clamp(Duration::from_secs(1), MAX_RETRY_AFTER);
+                prop_assert_eq!(with, plain.max(bounded));
+                prop_assert!(with <= MAX_RETRY_AFTER.max(plain));
+            }
+        }
+
+        #[test]
+        fn more_randomness_never_waits_less(
+            schedule in schedule(),
+            attempt in 1u32..=50,
+            a in 0.0f64..1.0,
+            b in 0.0f64..1.0,
+        ) {
+            let policy = RetryPolicy { schedule, jitter: 0.5 };
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(policy.next_delay(attempt, None, lo) <= policy.next_delay(attempt, None, hi));
+        }
+
+        #[test]
+        fn schedules_read_back_from_their_text(schedule in schedule()) {
+            let text = schedule
+                .iter()
+                .map(|d| crate::settings::format_duration(d.as_millis() as u64))
+                .collect::<Vec<_>>()
+                .join(",");
+            prop_assert_eq!(parse_schedule(&text).expect("parses"), schedule);
+        }
+
+        #[test]
+        fn any_text_is_a_schedule_or_an_error(text in ".{0,40}") {
+            // Never a panic, and an accepted step is a whole number of ms.
+            if let Ok(steps) = parse_schedule(&text) {
+                prop_assert!(!steps.is_empty());
+            }
+            let _ = parse_retry_after(&text, chrono::Utc::now());
+        }
+    }
+}

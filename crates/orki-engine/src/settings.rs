@@ -6,8 +6,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::retry::{RetryPolicy, parse_schedule};
+use crate::retry::{RetryPolicy, parse_duration, parse_schedule};
 use crate::{Error, Result};
+
+/// The largest `max_database_mb`: 2^53 - 1, the largest integer a JavaScript
+/// number holds exactly.
+pub const MAX_DATABASE_MB: u64 = crate::openapi::MAX_SAFE_INTEGER;
 
 /// The persisted settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,24 +66,29 @@ impl Settings {
             let bad = |why: &str| Error::invalid("invalid_setting", format!("{name}: {why}"));
             match name.as_str() {
                 "listen_port" => {
-                    next.listen_port = value
-                        .as_u64()
+                    next.listen_port = whole(value)
                         .filter(|p| (1024..=65535).contains(p))
                         .ok_or_else(|| bad("a port number from 1024 to 65535"))?
                         as u16;
                 }
                 "retry_schedule" => {
-                    let text = match value {
-                        Value::String(s) => s.clone(),
+                    let list = || bad("a list of durations like [\"10s\", \"5m\"]");
+                    let schedule = match value {
+                        Value::String(s) => parse_schedule(s).map_err(|e| bad(&e.to_string()))?,
+                        // Each item is one step: "5s,10s" in a list is not two.
                         Value::Array(items) => items
                             .iter()
-                            .map(|v| v.as_str().map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| bad("a list of durations like [\"10s\", \"5m\"]"))?
-                            .join(","),
-                        _ => return Err(bad("a list of durations like [\"10s\", \"5m\"]")),
+                            .map(|v| {
+                                let step = v.as_str().ok_or_else(list)?;
+                                parse_duration(step.trim()).ok_or_else(|| {
+                                    bad(&format!(
+                                        "retry step {step:?} is not a duration like 500ms, 10s, 5m, 2h or 1d"
+                                    ))
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?,
+                        _ => return Err(list()),
                     };
-                    let schedule = parse_schedule(&text).map_err(|e| bad(&e.to_string()))?;
                     RetryPolicy {
                         schedule: schedule.clone(),
                         jitter: 0.0,
@@ -90,15 +99,13 @@ impl Settings {
                         schedule.iter().map(|d| d.as_millis() as u64).collect();
                 }
                 "warning_threshold" => {
-                    next.warning_threshold = value
-                        .as_u64()
+                    next.warning_threshold = whole(value)
                         .filter(|n| (1..=1000).contains(n))
                         .ok_or_else(|| bad("a whole number from 1 to 1000"))?
                         as u32;
                 }
                 "retention_days" => {
-                    next.retention_days = value
-                        .as_u64()
+                    next.retention_days = whole(value)
                         .filter(|n| (1..=3650).contains(n))
                         .ok_or_else(|| bad("a whole number of days from 1 to 3650"))?
                         as u32;
@@ -107,9 +114,13 @@ impl Settings {
                     next.max_database_mb = match value {
                         Value::Null => None,
                         v => Some(
-                            v.as_u64()
-                                .filter(|n| *n >= 1)
-                                .ok_or_else(|| bad("null, or a size in MB of at least 1"))?,
+                            // Not above 2^53 - 1: the UI (JavaScript) would show
+                            // another number than the one stored.
+                            whole(v)
+                                .filter(|n| (1..=MAX_DATABASE_MB).contains(n))
+                                .ok_or_else(|| {
+                                    bad("null, or a size in MB from 1 to 9007199254740991")
+                                })?,
                         ),
                     };
                 }
@@ -133,6 +144,16 @@ impl Settings {
         *self = next;
         Ok(regenerate)
     }
+}
+
+/// A whole number, also when written `20.0` (JSON, and its schemas, make no
+/// difference between the two); `None` for anything else.
+fn whole(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let f = value.as_f64()?;
+        // Exact up to 2^53; larger floats are refused rather than rounded.
+        (f >= 0.0 && f.fract() == 0.0 && f <= MAX_DATABASE_MB as f64).then_some(f as u64)
+    })
 }
 
 /// A duration in the largest unit that shows it exactly: `500ms`, `30s`, `2m`, `5h`, `1d`.
@@ -180,6 +201,19 @@ mod tests {
         s.apply_patch(&patch(json!({"max_database_mb": null})))
             .expect("valid");
         assert_eq!(s.max_database_mb, None);
+        s.apply_patch(&patch(
+            json!({"max_database_mb": 9_007_199_254_740_991_u64}),
+        ))
+        .expect("2^53 - 1 is the largest");
+        assert_eq!(s.max_database_mb, Some(MAX_DATABASE_MB));
+        s.apply_patch(&patch(json!({"retry_schedule": [" 7d ", "1ms"]})))
+            .expect("valid");
+        assert_eq!(s.retry_schedule_ms, vec![604_800_000, 1]);
+        s.apply_patch(&patch(
+            json!({"listen_port": 20081.0, "retention_days": 7.0}),
+        ))
+        .expect("a whole number written with .0");
+        assert_eq!((s.listen_port, s.retention_days), (20081, 7));
     }
 
     #[test]
@@ -193,6 +227,13 @@ mod tests {
             json!({"retry_schedule": ["5x"]}),
             json!({"retry_schedule": ["10d"]}),
             json!({"max_database_mb": 0}),
+            json!({"max_database_mb": 9_007_199_254_740_992_u64}),
+            json!({"max_database_mb": u64::MAX}),
+            json!({"max_database_mb": 1.5}),
+            json!({"max_database_mb": 1e300}),
+            json!({"retention_days": -1.0}),
+            json!({"retry_schedule": ["5s,10s"]}),
+            json!({"retry_schedule": ["5s", 10]}),
             json!({"colour": "blue"}),
         ] {
             let before = s.clone();

@@ -106,15 +106,7 @@ impl Wal {
             .filter(|&n| n as usize <= MAX_PAYLOAD)
             .ok_or_else(|| std::io::Error::other("a write-ahead record is too large"))?;
         self.buf.clear();
-        self.buf.reserve(HEADER + total);
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&[0; 4]);
-        self.buf.extend_from_slice(&seq.to_le_bytes());
-        for part in payload {
-            self.buf.extend_from_slice(part);
-        }
-        let crc = crc32fast::hash(&self.buf[8..]);
-        self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        put_record(&mut self.buf, len, seq, payload);
         let written = self
             .file
             .write_all(&self.buf)
@@ -181,6 +173,31 @@ impl Wal {
     }
 }
 
+/// Appends record `seq` (`len` bytes of payload, in `parts`) to `buf`.
+fn put_record(buf: &mut Vec<u8>, len: u32, seq: u64, parts: &[impl AsRef<[u8]>]) {
+    let start = buf.len();
+    buf.reserve(HEADER + len as usize);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    for part in parts {
+        buf.extend_from_slice(part.as_ref());
+    }
+    let crc = crc32fast::hash(&buf[start + 8..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Record `seq` with `payload` as [`Wal::append`] writes it (tests, the
+/// fuzzer); `None` past the size limit.
+pub fn record(seq: u64, payload: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_PAYLOAD)?;
+    let mut buf = Vec::new();
+    put_record(&mut buf, len, seq, &[payload]);
+    Some(buf)
+}
+
 /// The records of the log at `path`, in order, as far as they form an
 /// unbroken chain from offset 0 (none when there is no file).
 pub fn read(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
@@ -194,8 +211,15 @@ pub fn read(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
             });
         }
     };
+    Ok(parse(&bytes))
+}
+
+/// The records of a log's bytes, in order, as far as they form an unbroken
+/// chain from the first byte (see [`read`]). Anything after the first break
+/// is ignored, whatever it holds.
+pub fn parse(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut rest = bytes.as_slice();
+    let mut rest = bytes;
     while rest.len() >= HEADER {
         let (head, tail) = rest.split_at(HEADER);
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -219,7 +243,7 @@ pub fn read(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
         records.push((seq, payload.to_vec()));
         rest = next;
     }
-    Ok(records)
+    records
 }
 
 #[cfg(test)]
