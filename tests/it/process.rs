@@ -478,18 +478,22 @@ fn parse_credentials(printed: &str) -> (String, String, String) {
 }
 
 /// What `serve` printed holds no secret, and says where to read them.
-fn assert_no_secret_printed(daemon: &Daemon, dir: &std::path::Path, secrets: &[&str]) {
-    let printed = daemon.stdout().join("\n");
+async fn assert_no_secret_printed(daemon: &Daemon, dir: &std::path::Path, secrets: &[&str]) {
+    // The pointer follows the "listening" line, which is all a start waits
+    // for: wait for it too (bounded), then check nothing secret came before.
+    let pointer = format!("orki-webhooksd credentials --data-dir {}", dir.display());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let printed = loop {
+        let printed = daemon.stdout().join("\n");
+        if printed.contains(&pointer) || tokio::time::Instant::now() >= deadline {
+            break printed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     for secret in secrets {
         assert!(!printed.contains(secret), "a secret was printed: {printed}");
     }
-    assert!(
-        printed.contains(&format!(
-            "orki-webhooksd credentials --data-dir {}",
-            dir.display()
-        )),
-        "{printed}"
-    );
+    assert!(printed.contains(&pointer), "{printed}");
 }
 
 #[tokio::test]
@@ -528,7 +532,7 @@ async fn a_new_data_dir_and_every_file_in_it_are_for_the_owner_only() {
                 .any(|f| f.starts_with("logs/orki-webhooksd.")),
         "{running:?}"
     );
-    assert_no_secret_printed(&daemon, &dir, &[INGEST_KEY, ADMIN_TOKEN]);
+    assert_no_secret_printed(&daemon, &dir, &[INGEST_KEY, ADMIN_TOKEN]).await;
     let status = daemon.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
     let stopped = assert_owner_only(&dir);
@@ -605,7 +609,7 @@ async fn without_a_terminal_serve_prints_no_secret_and_credentials_prints_them()
         token.starts_with("at_") && key.starts_with("ik_"),
         "{token} {key}"
     );
-    assert_no_secret_printed(&daemon, &dir, &[&token, &key]);
+    assert_no_secret_printed(&daemon, &dir, &[&token, &key]).await;
     let r = http
         .get(format!("{base}/v1/webhooks"))
         .bearer_auth(&token)

@@ -126,7 +126,7 @@ export default {
   'settings.retention': 'الاحتفاظ بسجل التسليم (أيام)',
   'settings.maxDb': 'الحد الأقصى لحجم قاعدة البيانات (ميغابايت، فارغ لبلا حد)',
   'settings.allowHttp': 'السماح بـ HTTP غير المشفر إلى localhost (للتطوير)',
-  'settings.allowHttpFlag': 'مُفعَّل لهذا التشغيل: بُدئ orki-webhooksd بالخيار ‎--allow-http-localhost‎ الذي يتجاوز هذا الإعداد. يُطبَّق الإعداد المحفوظ عند تشغيله بدون هذا الخيار.',
+  'settings.allowHttpFlag': 'مُفعَّل لهذا التشغيل: بُدئ orki-webhooksd بالخيار ⁦--allow-http-localhost⁩ الذي يتجاوز هذا الإعداد. يُطبَّق الإعداد المحفوظ عند تشغيله بدون هذا الخيار.',
   'settings.saved': 'تم حفظ الإعدادات',
   'settings.appearance': 'المظهر',
   'settings.language': 'اللغة',
