@@ -194,6 +194,19 @@ async fn post_padded(http: &reqwest::Client, base: &str, i: u32) -> reqwest::Res
         .expect("send")
 }
 
+/// Posts one event with the ingest key and waits for its signed delivery.
+async fn post_and_receive(http: &reqwest::Client, base: &str, rx: &Receiver) {
+    let r = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"type": "message.created", "data": {"hello": "world"}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    assert!(rx.next(Duration::from_secs(10)).await.signature_ok);
+}
+
 /// Receives until every event numbered in `wanted` has been delivered (into
 /// `delivered`), failing on any event numbered in `refused`.
 async fn wait_for_events(
@@ -352,15 +365,7 @@ async fn sigterm_stops_cleanly_and_the_logs_hold_no_secret() {
     let http = reqwest::Client::new();
     let rx = Receiver::start(&ca).await;
     register(&http, &daemon.base, &rx).await;
-    let r = http
-        .post(format!("{}/v1/events", daemon.base))
-        .bearer_auth(INGEST_KEY)
-        .json(&json!({"type": "message.created", "data": {"hello": "world"}}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 202);
-    assert!(rx.next(Duration::from_secs(10)).await.signature_ok);
+    post_and_receive(&http, &daemon.base, &rx).await;
 
     // A second instance on the same data directory is refused with a clear message.
     let second = tokio::process::Command::new(crate::support::daemon::binary())
@@ -513,15 +518,7 @@ async fn a_new_data_dir_and_every_file_in_it_are_for_the_owner_only() {
     let http = reqwest::Client::new();
     let rx = Receiver::start(&ca).await;
     register(&http, &daemon.base, &rx).await;
-    let r = http
-        .post(format!("{}/v1/events", daemon.base))
-        .bearer_auth(INGEST_KEY)
-        .json(&json!({"type": "message.created", "data": {"hello": "world"}}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 202);
-    assert!(rx.next(Duration::from_secs(10)).await.signature_ok);
+    post_and_receive(&http, &daemon.base, &rx).await;
     let running = assert_owner_only(&dir);
     assert!(
         running.contains(&"orki-webhooks.redb".to_owned())

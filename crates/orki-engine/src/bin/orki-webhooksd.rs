@@ -173,6 +173,8 @@ async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = shown.save(&file) {
         tracing::warn!(error = %e, "cannot write the file `orki-webhooksd credentials` reads");
     }
+    // Watched before the "listening" line: a service manager may stop it at once.
+    let shutdown = shutdown_signal();
     {
         // On stdout, for the person who started it; never in the log files. Not
         // the secrets when stdout is not a terminal: a service manager would
@@ -195,7 +197,6 @@ async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -304,25 +305,35 @@ fn credentials(args: CredentialsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Registered here, before the caller says it listens, not at the first
+    // poll: a SIGTERM right after the "listening" line must stop it cleanly,
+    // not kill it.
     #[cfg(unix)]
-    {
+    let watched = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match watched {
+            (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
             }
-            Err(e) => {
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
