@@ -95,12 +95,7 @@ async fn patching_nothing_changes_nothing() {
     assert_ne!(changed["updated_at"], before["updated_at"]);
 
     let settings = engine.get_json("/v1/settings").await;
-    let r = engine
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("PATCH");
+    let r = engine.patch_settings(&json!({})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.expect("json"), settings);
     assert_eq!(engine.get_json("/v1/settings").await, settings);
@@ -112,11 +107,8 @@ async fn the_flag_overrides_the_stored_http_setting_and_says_so() {
     let plain = Receiver::start_plain().await;
     let dev = TestEngine::start(&ca, |c| c.allow_http_localhost = true).await;
     let r = dev
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({"allow_http_localhost": false}))
-        .send()
-        .await
-        .expect("PATCH");
+        .patch_settings(&json!({"allow_http_localhost": false}))
+        .await;
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.expect("json");
     assert_eq!(answer["allow_http_localhost"], true, "{answer}");
@@ -188,20 +180,16 @@ async fn settings_stay_within_what_javascript_holds_exactly() {
         json!(1e300),
     ] {
         let r = engine
-            .admin(Method::PATCH, "/v1/settings")
-            .json(&json!({"max_database_mb": bad}))
-            .send()
-            .await
-            .expect("PATCH");
+            .patch_settings(&json!({"max_database_mb": bad}))
+            .await;
         expect_error(r, 400, "invalid_setting").await;
         assert_eq!(engine.get_json("/v1/settings").await, before, "{bad}");
     }
     let r = engine
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({"max_database_mb": 9_007_199_254_740_991_u64, "retention_days": 7.0}))
-        .send()
-        .await
-        .expect("PATCH");
+        .patch_settings(
+            &json!({"max_database_mb": 9_007_199_254_740_991_u64, "retention_days": 7.0}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let after: Value = r.json().await.expect("json");
     assert_eq!(after["max_database_mb"], 9_007_199_254_740_991_u64);

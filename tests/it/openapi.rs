@@ -271,15 +271,7 @@ async fn every_endpoint_is_documented_and_real_answers_match() {
 async fn the_document_states_the_bounds_the_server_enforces() {
     let ca = TestCa::new("Orki Test CA");
     let engine = TestEngine::start(&ca, |_| {}).await;
-    let doc: Value = engine
-        .http
-        .get(format!("{}/v1/openapi.json", engine.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc = engine.get_json("/v1/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
     let param = |path: &str, method: &str, name: &str| -> Value {
         doc["paths"][path][method]["parameters"]

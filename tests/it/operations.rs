@@ -563,12 +563,7 @@ async fn settings_are_validated_persisted_and_applied() {
     }
     assert_eq!(engine.get_json("/v1/settings").await, s);
 
-    let r = engine
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({"warning_threshold": 1, "retention_days": 7, "retry_schedule": ["1s", "1m"], "listen_port": 9876, "max_database_mb": 64}))
-        .send()
-        .await
-        .expect("send");
+    let r = engine.patch_settings(&json!({"warning_threshold": 1, "retention_days": 7, "retry_schedule": ["1s", "1m"], "listen_port": 9876, "max_database_mb": 64})).await;
     assert_eq!(r.status(), 200);
     let changed: Value = r.json().await.expect("json");
     assert_eq!(changed["warning_threshold"], 1);
@@ -602,11 +597,8 @@ async fn settings_are_validated_persisted_and_applied() {
     // The ingest key is regenerated: the old one stops working at once.
     let old_key = engine.ingest.clone();
     let r = engine
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({"regenerate_ingest_key": true}))
-        .send()
-        .await
-        .expect("send");
+        .patch_settings(&json!({"regenerate_ingest_key": true}))
+        .await;
     let regenerated: Value = r.json().await.expect("json");
     let new_key = regenerated["ingest_key"].as_str().expect("key").to_owned();
     assert_ne!(new_key, old_key);
@@ -639,11 +631,8 @@ async fn settings_are_validated_persisted_and_applied() {
     let dir = engine.stop().await;
     let engine = TestEngine::start_in(dir, &ca, |_| {}).await;
     let r = engine
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({"regenerate_ingest_key": true}))
-        .send()
-        .await
-        .expect("send");
+        .patch_settings(&json!({"regenerate_ingest_key": true}))
+        .await;
     expect_error(r, 409, "ingest_key_from_env").await;
 }
 
@@ -776,12 +765,7 @@ async fn a_size_cap_prunes_the_oldest_attempts_first() {
     }
     let engine = TestEngine::start_in(dir, &ca, |_| {}).await;
     let newest_before = items(&engine.get_json("/v1/attempts?limit=1").await);
-    let r = engine
-        .admin(Method::PATCH, "/v1/settings")
-        .json(&json!({"max_database_mb": 2}))
-        .send()
-        .await
-        .expect("send");
+    let r = engine.patch_settings(&json!({"max_database_mb": 2})).await;
     assert_eq!(r.status(), 200);
     let (pruned, _) = orki_engine::retention::prune_once(&engine.handle)
         .await

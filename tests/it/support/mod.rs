@@ -166,6 +166,15 @@ impl TestEngine {
             .bearer_auth(&self.admin)
     }
 
+    /// `PATCH /v1/settings` with `patch`; returns the raw response.
+    pub async fn patch_settings(&self, patch: &Value) -> reqwest::Response {
+        self.admin(reqwest::Method::PATCH, "/v1/settings")
+            .json(patch)
+            .send()
+            .await
+            .expect("PATCH /v1/settings")
+    }
+
     /// `GET` an admin path and decode the JSON (asserting 200).
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self
