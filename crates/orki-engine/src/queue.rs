@@ -102,6 +102,11 @@ struct State {
     busy: usize,
     /// Deliveries taken and not yet recorded: a copy of one of them is dropped.
     unrecorded: HashSet<DeliveryId>,
+    /// Copies taken while their delivery's attempt was running, put back
+    /// (unread) once it is recorded: a replay or redelivery committed in that
+    /// moment must not be lost; a stale copy is dropped when its attempt
+    /// finds the delivery moved on in the table.
+    parked: HashMap<DeliveryId, QueuedJob>,
     queued: usize,
     /// Events kept with queued jobs, with how many jobs keep each.
     kept: HashMap<EventId, usize>,
@@ -354,9 +359,19 @@ impl Queue {
                     webhook_id: webhook,
                     known,
                 });
+            } else {
+                // A copy of a delivery whose attempt is running: back in the
+                // queue once that attempt is recorded.
+                s.parked.insert(
+                    delivery_id,
+                    QueuedJob {
+                        due_ms,
+                        delivery_id,
+                        webhook_id: webhook,
+                        known: None,
+                    },
+                );
             }
-            // else: a copy of a delivery whose attempt is running; that attempt
-            // queues what comes next.
             self.reindex(s, webhook);
         }
         (jobs, None)
@@ -380,9 +395,18 @@ impl Queue {
     /// The attempt of a taken job is recorded (or it was dropped): a later copy
     /// of it may run again.
     pub fn recorded(&self, delivery: DeliveryId) {
-        let mut s = self.lock();
-        s.unrecorded.remove(&delivery);
-        s.touch(delivery);
+        let woke = {
+            let mut s = self.lock();
+            s.unrecorded.remove(&delivery);
+            s.touch(delivery);
+            match s.parked.remove(&delivery) {
+                Some(copy) => self.insert(&mut s, copy),
+                None => false,
+            }
+        };
+        if woke {
+            self.wake.notify_one();
+        }
     }
 
     /// A delivery was put back in the table at `job.due_ms` (redelivered by
@@ -416,7 +440,8 @@ impl Queue {
             .lanes
             .values()
             .flat_map(|l| l.jobs.keys().map(|(_, id)| *id));
-        Some(queued.chain(s.unrecorded.iter().copied()).collect())
+        let held = s.unrecorded.iter().chain(s.parked.keys()).copied();
+        Some(queued.chain(held).collect())
     }
 
     /// Drops the queued entries of a webhook (deleted or disabled; the table's
@@ -434,6 +459,7 @@ impl Queue {
             return Vec::new();
         };
         let jobs = std::mem::take(&mut lane.jobs);
+        s.parked.retain(|_, copy| copy.webhook_id != webhook);
         let mut known = Vec::new();
         for ((_, id), k) in jobs {
             s.left(k.as_ref());
@@ -646,7 +672,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_of_an_unrecorded_delivery_is_dropped() {
+    fn a_copy_taken_while_its_attempt_runs_comes_back_once_recorded() {
         let q = loaded(10, 10, 100);
         let first = job(1, 1);
         let copy = QueuedJob {
@@ -657,9 +683,35 @@ mod tests {
         assert_eq!(q.take(5).0.len(), 1);
         q.push([copy.clone()]);
         assert!(q.take(5).0.is_empty(), "its attempt is still running");
+        // Recorded: the copy (a replay committed meanwhile, say) comes back
+        // by itself, unread, so the attempt checks it against the table.
+        q.recorded(first.delivery_id);
+        let back = q.take(5).0;
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (back[0].due_ms, back[0].delivery_id),
+            (2, first.delivery_id)
+        );
+        assert!(back[0].known.is_none());
         q.recorded(first.delivery_id);
         q.push([copy]);
         assert_eq!(q.take(5).0.len(), 1);
+    }
+
+    #[test]
+    fn a_parked_copy_of_a_forgotten_webhook_does_not_come_back() {
+        let q = loaded(10, 10, 100);
+        let first = job(1, 1);
+        q.push([first.clone()]);
+        assert_eq!(q.take(5).0.len(), 1);
+        q.push([QueuedJob {
+            due_ms: 2,
+            ..first.clone()
+        }]);
+        assert!(q.take(5).0.is_empty());
+        q.forget_webhook(first.webhook_id);
+        q.recorded(first.delivery_id);
+        assert!(q.take(5).0.is_empty());
     }
 
     #[test]
