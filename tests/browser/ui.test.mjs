@@ -174,3 +174,116 @@ test('Arabic turns the whole layout right to left', async () => {
   await page.selectOption('#set-language', 'en');
   await page.waitForFunction(() => document.documentElement.dir === 'ltr');
 });
+
+test('a page subscribes to engine events once, however often it redraws', async () => {
+  const listeners = () => page.evaluate(() => window.__orkiListeners);
+  await page.goto(`${daemon.base}/#/webhooks`);
+  const card = page.locator('.card', { hasText: good.url });
+  await card.waitFor();
+  assert.equal(await listeners(), 1);
+  // Each toggle saves and redraws the list; before, each redraw subscribed again.
+  for (let i = 0; i < 4; i++) {
+    const enabled = await card.getByRole('switch').isChecked();
+    await page.evaluate(() => { document.querySelector('#webhook-list').dataset.stale = 'true'; });
+    await card.locator('label.switch').click();
+    await page.waitForFunction(() => {
+      const list = document.querySelector('#webhook-list');
+      return list && !list.dataset.stale;
+    });
+    assert.equal(await card.getByRole('switch').isChecked(), !enabled);
+  }
+  assert.equal(await listeners(), 1);
+  // Live updates still arrive, once: the card shows the new attempt.
+  const id = await card.getAttribute('data-id');
+  await card.evaluate((el) => { el.dataset.stale = 'true'; });
+  const before = good.received.length;
+  await postEvent(daemon.base, 'message.created', { text: 'after the toggles' });
+  await good.waitFor(before + 1);
+  await page.waitForFunction((id) => {
+    const el = document.querySelector(`.card[data-id="${id}"]`);
+    return el && !el.dataset.stale;
+  }, id);
+  assert.equal(await listeners(), 1);
+  // Leaving the page unsubscribes it; the log page has its one listener.
+  await page.goto(`${daemon.base}/#/log`);
+  await page.locator('#attempt-rows tr').first().waitFor();
+  assert.equal(await listeners(), 1);
+  await page.goto(`${daemon.base}/#/settings`);
+  await page.locator('#ingest-key').waitFor();
+  assert.equal(await listeners(), 0);
+  await page.goto(`${daemon.base}/#/webhooks`);
+  await card.waitFor();
+  assert.equal(await listeners(), 1);
+});
+
+test('an error is shown by its code in the chosen language, not by the server wording', async () => {
+  const server = await admin(daemon.base, 'PATCH', '/v1/settings', { warning_threshold: 0 });
+  assert.equal(server.status, 400);
+  assert.equal(server.body.error.code, 'invalid_setting');
+  const english = 'A setting has a value that cannot be used; nothing was saved.';
+  assert.notEqual(server.body.error.message, english);
+
+  await page.goto(`${daemon.base}/#/settings`);
+  await page.locator('#set-threshold').waitFor();
+  const status = page.locator('.form-status.bad');
+  const save = async () => {
+    await page.fill('#set-threshold', '0');
+    await page.click('#save-settings');
+    await status.waitFor();
+  };
+  await save();
+  assert.equal(await status.locator('.error-summary').textContent(), english);
+  // The server's own words stay as the detail: they name the field.
+  assert.equal(await status.locator('.error-detail').textContent(), server.body.error.message);
+
+  // A known code is translated whatever the message says; an unknown one shows the message.
+  const answer = (error) => page.route('**/v1/settings', (route) => (route.request().method() === 'PATCH'
+    ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error }) })
+    : route.continue()));
+  await answer({ code: 'storage_unavailable', message: 'the disk fell off' });
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+  await save();
+  assert.equal(await status.locator('.error-summary').textContent(), 'The database is unavailable; nothing was stored. Try again.');
+  assert.equal(await status.locator('.error-detail').count(), 0);
+  await page.unroute('**/v1/settings');
+  await answer({ code: 'brand_new_code', message: 'a failure this UI does not know' });
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+  await save();
+  assert.equal(await status.textContent(), 'a failure this UI does not know');
+  await page.unroute('**/v1/settings');
+
+  // In Arabic, the real server error gets the Arabic text.
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.selectOption('#set-language', 'ar');
+  await page.getByRole('heading', { name: 'الإعدادات' }).waitFor();
+  await save();
+  assert.equal(await status.locator('.error-summary').textContent(), 'أحد الإعدادات له قيمة لا يمكن استخدامها؛ لم يُحفظ شيء.');
+  await page.selectOption('#set-language', 'en');
+  await page.waitForFunction(() => document.documentElement.dir === 'ltr');
+});
+
+test('a failed handshake names its step in Arabic too', async () => {
+  await page.goto(`${daemon.base}/#/settings`);
+  await page.selectOption('#set-language', 'ar');
+  await page.getByRole('heading', { name: 'الإعدادات' }).waitFor();
+  failing.mode.handshake = 404;
+  await page.goto(`${daemon.base}/#/webhooks`);
+  await page.locator('#add-webhook').click();
+  const dialog = page.locator('dialog[open]');
+  await dialog.locator('#wh-url').fill(failing.url.replace('/hooks/orki', '/hooks/other'));
+  await dialog.locator('#wh-token').fill(failing.token);
+  await dialog.locator('input[value="message.created"]').check();
+  await dialog.locator('#wh-save').click();
+  const status = dialog.locator('.form-status.bad');
+  await status.waitFor();
+  assert.equal(await status.locator('.error-summary').textContent(), 'فشل التحقق عند: الحالة (لم تُجب نقطة الاستقبال بـ 2xx).');
+  assert.match(await status.locator('.error-detail').textContent(), /404/);
+  await dialog.locator('.actions button.secondary').click();
+  failing.mode.handshake = 'echo';
+  await page.goto(`${daemon.base}/#/settings`);
+  await page.selectOption('#set-language', 'en');
+  await page.waitForFunction(() => document.documentElement.dir === 'ltr');
+});

@@ -1,41 +1,43 @@
-// Starts the UI: language and theme, navigation between the three pages, and
-// live updates from the engine.
+// Starts the UI and routes between the three pages. Nothing imports this
+// module (scripts/check-ui-cycles checks it): what the pages share lives in
+// state.js, events.js, theme.js and the other small modules.
+//
+// A page is `render(root, rest, signal)`. It subscribes to engine events and
+// adds window/document listeners once, tied to `signal`, which is aborted when
+// the route changes; after each await it returns quietly if it was aborted.
 import { api, hasToken } from './bridge.js';
 import { applyLanguage, t } from './i18n.js';
 import { h } from './dom.js';
+import { state } from './state.js';
+import { emitEngineEvent } from './events.js';
+import { applyTheme } from './theme.js';
+import { errorView } from './errors.js';
 import { renderWebhooks } from './webhooks.js';
 import { renderLog } from './log.js';
 import { renderSettings } from './settings.js';
 
-export const state = { status: null, eventTypes: [], listeners: new Set() };
-
-/** Views register for engine events while they are shown. */
-export function onEngineEvent(fn) {
-  state.listeners.add(fn);
-  return () => state.listeners.delete(fn);
-}
-
-export function applyTheme(choice = localStorage.getItem('orki.theme') || 'system') {
-  if (choice === 'system') delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = choice;
-}
-
 const pages = { webhooks: renderWebhooks, log: renderLog, settings: renderSettings };
 
+/** The page shown now: aborted when it is left. */
+let shown = null;
+
 async function route() {
+  shown?.abort();
+  const page = new AbortController();
+  shown = page;
   const main = document.getElementById('main');
   const [, name = 'webhooks', rest = ''] = location.hash.match(/^#\/(\w+)\/?(.*)$/) || [];
-  const page = pages[name] ? name : 'webhooks';
+  const current = pages[name] ? name : 'webhooks';
   for (const link of document.querySelectorAll('[data-nav]')) {
-    if (link.dataset.nav === page) link.setAttribute('aria-current', 'page');
+    if (link.dataset.nav === current) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  state.listeners.clear();
   main.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
   try {
-    await pages[page](main, decodeURIComponent(rest));
+    await pages[current](main, decodeURIComponent(rest), page.signal);
   } catch (e) {
-    main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, t('common.error'), ': ', e.message || String(e)));
+    if (page.signal.aborted) return;
+    main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, t('common.error'), ': ', errorView(e)));
   }
 }
 
@@ -56,18 +58,21 @@ async function start() {
     main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, t('auth.missing')));
     return;
   }
+  let failure = null;
   try {
     state.status = await api.status();
   } catch (e) {
+    failure = e;
     state.status = { state: 'failed', message: e.message };
   }
   showStatus();
   if (state.status.state !== 'running') {
-    main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, state.status.message));
+    // The desktop shell reports a failed start as {state, message} (no code).
+    main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, failure ? errorView(failure) : state.status.message));
     return;
   }
   state.eventTypes = await api.eventTypes();
-  api.subscribe((event) => { for (const fn of state.listeners) fn(event); });
+  api.subscribe(emitEngineEvent);
   window.addEventListener('hashchange', route);
   window.addEventListener('orki:language', () => { showStatus(); route(); });
   if (!location.hash.startsWith('#/')) history.replaceState(null, '', '#/webhooks');

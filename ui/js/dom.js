@@ -18,6 +18,7 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** A short notice; `message` is a string or a node (e.g. `errorView(e)`). */
 export function toast(message, kind = 'info') {
   const box = document.getElementById('toasts');
   const el = h('div', { class: `toast ${kind}` }, message);
@@ -65,15 +66,6 @@ export function confirmDialog(title, message, action, danger = false) {
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'secondary', onclick: () => close(false) }, t('common.cancel')),
       h('button', { type: 'button', class: danger ? 'danger' : 'primary', onclick: () => close(true), autofocus: true }, action))));
-}
-
-export function errorText(e) {
-  if (!e) return '';
-  if (e.code === 'verification_failed' && e.step) {
-    const detail = (e.message || '').replace(/^verification failed \([^)]*\):\s*/, '');
-    return `${t('step.title')}: ${t('step.' + e.step)}. ${detail}`;
-  }
-  return e.message || String(e);
 }
 
 export function relativeTime(iso) {

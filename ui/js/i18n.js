@@ -25,6 +25,11 @@ export function setLanguage(choice) {
   applyLanguage(choice);
 }
 
+/** Whether there is a text for `key` (in the current language or English). */
+export function has(key) {
+  return key in dictionaries[current] || key in en;
+}
+
 export function t(key, vars = {}) {
   const text = dictionaries[current][key] ?? en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (vars[name] ?? `{${name}}`));

@@ -1,9 +1,11 @@
 // The delivery log: filters, pages, live rows, the attempt detail, redeliver
 // and bulk replay of failures.
 import { api } from './bridge.js';
-import { state, onEngineEvent } from './app.js';
+import { state } from './state.js';
+import { onEngineEvent } from './events.js';
 import { t } from './i18n.js';
-import { h, toast, modal, errorText, dateTime, prettyBody, copy, confirmDialog } from './dom.js';
+import { h, toast, modal, dateTime, prettyBody, copy, confirmDialog } from './dom.js';
+import { errorView } from './errors.js';
 
 const RANGES = { any: null, hour: 3600e3, day: 86400e3, week: 7 * 86400e3 };
 
@@ -22,8 +24,10 @@ function toIso(local) {
   return local ? new Date(local).toISOString() : '';
 }
 
-export async function renderLog(root) {
+/** The page, shown until `signal` is aborted (the route changed). */
+export async function renderLog(root, _rest, signal) {
   const webhooks = await api.listWebhooks();
+  if (signal.aborted) return;
   const names = new Map(webhooks.map((w) => [w.id, w.url]));
   const f = { webhook_id: '', event_type: '', outcome: '', range: 'any', from: '', to: '' };
 
@@ -102,6 +106,7 @@ export async function renderLog(root) {
     loading = true;
     try {
       const page = await api.listAttempts({ ...params(), limit: 50, cursor: reset ? '' : cursor || '' });
+      if (signal.aborted) return;
       // Cleared only now, so rows that arrived live meanwhile are not shown twice.
       if (reset) tbody.replaceChildren();
       for (const a of page.items) {
@@ -115,16 +120,18 @@ export async function renderLog(root) {
       const anyFilter = f.webhook_id || f.event_type || f.outcome || f.range !== 'any';
       empty.textContent = anyFilter ? t('log.empty') : t('log.emptyAll');
     } catch (e) {
-      toast(errorText(e), 'bad');
+      toast(errorView(e), 'bad');
     } finally {
       loading = false;
     }
   }
 
   // Infinite scroll: the "Load more" button loads itself when it comes into view.
-  new IntersectionObserver((entries) => {
+  const observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && !more.hidden) load(false);
-  }).observe(more);
+  });
+  observer.observe(more);
+  signal.addEventListener('abort', () => observer.disconnect(), { once: true });
 
   onEngineEvent((e) => {
     if (e.kind !== 'attempt_recorded' || !matches(e)) return;
@@ -134,7 +141,7 @@ export async function renderLog(root) {
     tbody.prepend(tr);
     empty.hidden = true;
     table.hidden = false;
-  });
+  }, { signal });
 
   async function replay() {
     const p = params();
@@ -143,7 +150,7 @@ export async function renderLog(root) {
     try {
       dry = await api.replay(f.webhook_id, { ...body, dry_run: true });
     } catch (e) {
-      toast(errorText(e), 'bad');
+      toast(errorView(e), 'bad');
       return;
     }
     const ok = await confirmDialog(t('log.replayTitle'),
@@ -154,7 +161,7 @@ export async function renderLog(root) {
       const done = await api.replay(f.webhook_id, body);
       toast(t('log.replayed', { n: done.count }), 'ok');
     } catch (e) {
-      toast(errorText(e), 'bad');
+      toast(errorView(e), 'bad');
     }
   }
 
@@ -175,7 +182,7 @@ async function showDetail(id) {
   try {
     d = await api.getAttempt(id);
   } catch (e) {
-    toast(errorText(e), 'bad');
+    toast(errorView(e), 'bad');
     return;
   }
   await modal(t('detail.title', { n: d.attempt, type: d.event_type }), (close) => {
@@ -186,7 +193,7 @@ async function showDetail(id) {
         toast(t('detail.redelivered'), 'ok');
         close(true);
       } catch (e) {
-        toast(errorText(e), 'bad');
+        toast(errorView(e), 'bad');
       }
     });
     const body = prettyBody(d.request.body);

@@ -1,18 +1,21 @@
 // Settings: the listener and ingest key (copy, regenerate), a curl example,
 // delivery settings, and language and theme.
 import { api } from './bridge.js';
-import { applyTheme } from './app.js';
+import { chosenTheme, setTheme } from './theme.js';
 import { t, chosenLanguage, setLanguage } from './i18n.js';
-import { h, toast, copy, confirmDialog, errorText } from './dom.js';
-import { curlExample } from './webhooks.js';
+import { h, toast, copy, confirmDialog } from './dom.js';
+import { errorView } from './errors.js';
+import { curlExample } from './examples.js';
 
 function field(id, label, input, hint) {
   input.id = id;
   return h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('p', { class: 'hint' }, hint) : null);
 }
 
-export async function renderSettings(root) {
+/** The page, shown until `signal` is aborted (the route changed). */
+export async function renderSettings(root, _rest, signal) {
   const s = await api.getSettings();
+  if (signal.aborted) return;
 
   const key = h('input', { type: 'password', readonly: true, dir: 'ltr', id: 'ingest-key', value: s.ingest_key });
   key.value = s.ingest_key;
@@ -27,11 +30,12 @@ export async function renderSettings(root) {
     if (!(await confirmDialog(t('settings.regenerateTitle'), t('settings.regenerateText'), t('settings.regenerate'), true))) return;
     try {
       await api.patchSettings({ regenerate_ingest_key: true });
-      toast(t('settings.regenerated'), 'ok');
-      renderSettings(root);
     } catch (e) {
-      toast(errorText(e), 'bad');
+      toast(errorView(e), 'bad');
+      return;
     }
+    toast(t('settings.regenerated'), 'ok');
+    renderSettings(root, '', signal).catch((e) => toast(errorView(e), 'bad'));
   });
   const example = curlExample(s.listen_address, s.ingest_key);
 
@@ -74,12 +78,13 @@ export async function renderSettings(root) {
     if (!fromFlag) patch.allow_http_localhost = allowHttp.checked;
     try {
       await api.patchSettings(patch);
-      toast(t('settings.saved'), 'ok');
-      renderSettings(root);
     } catch (err) {
       status.className = 'form-status bad';
-      status.textContent = errorText(err);
+      status.replaceChildren(errorView(err));
+      return;
     }
+    toast(t('settings.saved'), 'ok');
+    renderSettings(root, '', signal).catch((e) => toast(errorView(e), 'bad'));
   });
 
   const language = h('select', { id: 'set-language' },
@@ -90,8 +95,8 @@ export async function renderSettings(root) {
   });
   const theme = h('select', { id: 'set-theme' },
     [['system', t('settings.system')], ['light', t('settings.light')], ['dark', t('settings.dark')]].map(([v, text]) =>
-      h('option', { value: v, selected: (localStorage.getItem('orki.theme') || 'system') === v }, text)));
-  theme.addEventListener('change', () => { localStorage.setItem('orki.theme', theme.value); applyTheme(theme.value); });
+      h('option', { value: v, selected: chosenTheme() === v }, text)));
+  theme.addEventListener('change', () => setTheme(theme.value));
 
   root.replaceChildren(
     h('header', { class: 'page-head' }, h('h1', {}, t('settings.title'))),

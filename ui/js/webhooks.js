@@ -1,8 +1,14 @@
 // The Webhooks page: list with health, add/edit with the handshake, test events.
 import { api } from './bridge.js';
-import { state, onEngineEvent } from './app.js';
+import { state } from './state.js';
+import { onEngineEvent } from './events.js';
+import { curlExample } from './examples.js';
 import { t } from './i18n.js';
-import { h, toast, modal, confirmDialog, errorText, relativeTime, copy } from './dom.js';
+import { h, toast, modal, confirmDialog, relativeTime } from './dom.js';
+import { errorView } from './errors.js';
+
+// `view` below is the page while it is shown: {root, signal}. The page
+// subscribes to engine events once (renderWebhooks); `draw` only redraws.
 
 function healthBadge(w) {
   if (!w.enabled) return h('span', { class: 'badge muted' }, t('webhooks.disabled'));
@@ -17,67 +23,75 @@ function lastLine(w) {
   return t('webhooks.last', { status, when: relativeTime(w.last_attempt_at) });
 }
 
-export function curlExample(listen, key) {
-  return `curl -sS http://${listen}/v1/events \\\n  -H "Authorization: Bearer ${key}" \\\n  -H "Content-Type: application/json" \\\n  -d '{"type": "message.created", "data": {"text": "Hello from Orki"}}'`;
-}
-
-function emptyState(root) {
+function emptyState(view) {
   const example = h('pre', { class: 'code' }, curlExample(state.status.listen, 'YOUR_INGEST_KEY'));
   return h('section', { class: 'empty' },
     h('h2', {}, t('start.title')),
     h('ol', { class: 'steps' },
       h('li', {}, h('p', {}, t('start.step1')),
-        h('button', { class: 'primary', type: 'button', onclick: () => editWebhook(root, null) }, t('webhooks.add'))),
+        h('button', { class: 'primary', type: 'button', onclick: () => editWebhook(view, null) }, t('webhooks.add'))),
       h('li', {}, h('p', {}, t('start.step2')), example,
         h('a', { href: '#/settings' }, t('settings.ingestKey'), ' →')),
       h('li', {}, h('p', {}, t('start.step3')), h('a', { href: '#/log' }, t('nav.log'), ' →'))));
 }
 
-export async function renderWebhooks(root) {
+export async function renderWebhooks(root, _rest, signal) {
+  const view = { root, signal };
+  let pending = null;
+  signal.addEventListener('abort', () => clearTimeout(pending), { once: true });
+  onEngineEvent((e) => {
+    if (e.kind !== 'webhook_health_changed' && e.kind !== 'attempt_recorded') return;
+    // Several events in a burst cause one reload.
+    clearTimeout(pending);
+    pending = setTimeout(() => refresh(view), 150);
+  }, { signal });
+  await draw(view);
+}
+
+async function draw(view) {
+  const { root, signal } = view;
   const webhooks = await api.listWebhooks();
+  if (signal.aborted) return;
   const list = h('div', { class: 'cards', id: 'webhook-list' });
-  for (const w of webhooks) list.append(card(root, w));
+  for (const w of webhooks) list.append(card(view, w));
   root.replaceChildren(
     h('header', { class: 'page-head' },
       h('h1', {}, t('webhooks.title')),
-      webhooks.length ? h('button', { class: 'primary', type: 'button', id: 'add-webhook', onclick: () => editWebhook(root, null) }, '+ ', t('webhooks.add')) : null),
-    webhooks.length ? list : emptyState(root));
-  onEngineEvent((e) => {
-    if (e.kind === 'webhook_health_changed' || e.kind === 'attempt_recorded') refresh(root);
-  });
+      webhooks.length ? h('button', { class: 'primary', type: 'button', id: 'add-webhook', onclick: () => editWebhook(view, null) }, '+ ', t('webhooks.add')) : null),
+    webhooks.length ? list : emptyState(view));
 }
 
-let pending = null;
-function refresh(root) {
-  // Several events in a burst cause one reload.
-  clearTimeout(pending);
-  pending = setTimeout(async () => {
-    const list = root.querySelector('#webhook-list');
-    if (!list) return;
-    const webhooks = await api.listWebhooks().catch(() => null);
-    if (!webhooks) return;
-    for (const w of webhooks) {
-      const old = list.querySelector(`[data-id="${w.id}"]`);
-      const fresh = card(root, w);
-      if (old) {
-        const panel = old.querySelector('.test-panel');
-        if (panel) fresh.append(panel);
-        old.replaceWith(fresh);
-      }
+/** After a change made here: the list again, without subscribing again. */
+function redraw(view) {
+  draw(view).catch((e) => toast(errorView(e), 'bad'));
+}
+
+async function refresh(view) {
+  const webhooks = await api.listWebhooks().catch(() => null);
+  const list = view.root.querySelector('#webhook-list');
+  if (!webhooks || !list || view.signal.aborted) return;
+  for (const w of webhooks) {
+    const old = list.querySelector(`[data-id="${w.id}"]`);
+    const fresh = card(view, w);
+    if (old) {
+      const panel = old.querySelector('.test-panel');
+      if (panel) fresh.append(panel);
+      old.replaceWith(fresh);
     }
-  }, 150);
+  }
 }
 
-function card(root, w) {
+function card(view, w) {
   const toggle = h('input', { type: 'checkbox', role: 'switch', checked: w.enabled, 'aria-label': t('webhooks.enabled') });
   toggle.addEventListener('change', async () => {
     try {
       await api.updateWebhook(w.id, { enabled: toggle.checked });
-      renderWebhooks(root);
     } catch (e) {
       toggle.checked = !toggle.checked;
-      toast(errorText(e), 'bad');
+      toast(errorView(e), 'bad');
+      return;
     }
+    redraw(view);
   });
   const el = h('article', { class: `card${w.warning ? ' warning' : ''}`, 'data-id': w.id },
     h('div', { class: 'card-main' },
@@ -87,8 +101,8 @@ function card(root, w) {
     h('div', { class: 'card-actions' },
       h('label', { class: 'switch' }, toggle, h('span', {}, t('webhooks.enabled'))),
       h('button', { type: 'button', class: 'secondary', onclick: () => testPanel(el, w) }, t('webhooks.test')),
-      h('button', { type: 'button', class: 'ghost', onclick: () => editWebhook(root, w) }, t('common.edit')),
-      h('button', { type: 'button', class: 'ghost danger-text', onclick: () => removeWebhook(root, w) }, t('common.delete'))));
+      h('button', { type: 'button', class: 'ghost', onclick: () => editWebhook(view, w) }, t('common.edit')),
+      h('button', { type: 'button', class: 'ghost danger-text', onclick: () => removeWebhook(view, w) }, t('common.delete'))));
   if (w.warning) {
     el.prepend(h('div', { class: 'banner warn', role: 'alert' }, '⚠ ', t('webhooks.warning', { n: w.consecutive_failures })));
   }
@@ -118,7 +132,7 @@ function testPanel(cardEl, w) {
         body ? h('pre', { class: 'code small', dir: 'ltr' }, body) : null);
     } catch (e) {
       result.className = 'test-result bad';
-      result.replaceChildren(errorText(e));
+      result.replaceChildren(errorView(e));
     } finally {
       send.disabled = false;
     }
@@ -128,15 +142,16 @@ function testPanel(cardEl, w) {
   select.focus();
 }
 
-async function removeWebhook(root, w) {
+async function removeWebhook(view, w) {
   if (!(await confirmDialog(t('webhooks.deleteTitle'), t('webhooks.deleteText', { url: w.url }), t('common.delete'), true))) return;
   try {
     await api.deleteWebhook(w.id);
-    toast(t('webhooks.deleted'), 'ok');
-    renderWebhooks(root);
   } catch (e) {
-    toast(errorText(e), 'bad');
+    toast(errorView(e), 'bad');
+    return;
   }
+  toast(t('webhooks.deleted'), 'ok');
+  redraw(view);
 }
 
 function generateToken() {
@@ -154,7 +169,7 @@ function urlProblem(value, allowHttp) {
   return url.protocol === 'http:' ? t('form.urlHttps') : t('form.urlInvalid');
 }
 
-async function editWebhook(root, w) {
+async function editWebhook(view, w) {
   const settings = await api.getSettings().catch(() => ({}));
   const saved = await modal(w ? t('form.editTitle') : t('form.addTitle'), (close) => {
     const url = h('input', { id: 'wh-url', type: 'url', required: true, dir: 'ltr', placeholder: 'https://crm.example.com/hooks/orki', autocomplete: 'off', 'aria-describedby': 'wh-url-hint wh-url-error' });
@@ -206,7 +221,7 @@ async function editWebhook(root, w) {
         close(result);
       } catch (e) {
         progress.className = 'form-status bad';
-        progress.replaceChildren(h('strong', {}, errorText(e)));
+        progress.replaceChildren(errorView(e));
         submit.disabled = false;
       }
     });
@@ -215,8 +230,6 @@ async function editWebhook(root, w) {
   }, { wide: true });
   if (saved) {
     toast(t('webhooks.saved'), 'ok');
-    renderWebhooks(root);
+    redraw(view);
   }
 }
-
-export { copy };
