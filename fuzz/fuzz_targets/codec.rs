@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orki_engine::codec::{Record, decode, encode};
+use orki_engine::store::codec::{Record, decode, encode};
 use orki_engine::model::{
     AttemptRecord, DeliveryRecord, EventRecord, IdempotencyRecord, WebhookRecord,
 };

@@ -4,7 +4,7 @@
 
 use axum::response::IntoResponse;
 use libfuzzer_sys::fuzz_target;
-use orki_engine::api::parse_ingest_body;
+use orki_engine::http::parse_ingest_body;
 
 fuzz_target!(|data: &[u8]| {
     match parse_ingest_body(data) {

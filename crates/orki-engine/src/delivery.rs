@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::Store;
-use crate::codec::encode;
+use crate::store::codec::encode;
 use crate::engine::{EngineEvent, EngineHandle, redacted};
 use crate::ids::{AttemptId, DeliveryId};
 use crate::model::{

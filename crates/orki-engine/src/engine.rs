@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::{Host, Url};
 
-use crate::commit::GroupCommit;
+use crate::store::commit::GroupCommit;
 use crate::event_types::{self, EventType};
 use crate::handshake;
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
@@ -28,7 +28,7 @@ use crate::queue::{Queue, QueuedJob};
 use crate::retry::RetryPolicy;
 use crate::settings::{Settings, format_duration};
 use crate::store::{Credentials, Health, NewEvent};
-use crate::store_threads::StoreThreads;
+use crate::store::threads::StoreThreads;
 use crate::{Config, Error, Result, Secret, Store};
 use serde_json::{Map, Value};
 
@@ -109,7 +109,7 @@ pub struct NewWebhook {
     )]
     pub verify_token: String,
     /// Event types to subscribe to (at least one).
-    #[schema(value_type = Vec<crate::openapi::EventTypeName>, min_items = 1)]
+    #[schema(value_type = Vec<crate::http::openapi::EventTypeName>, min_items = 1)]
     pub events: Vec<String>,
     /// Starts enabled unless `false`.
     #[serde(default)]
@@ -131,7 +131,7 @@ pub struct WebhookPatch {
     )]
     pub verify_token: Option<String>,
     /// New subscriptions (at least one).
-    #[schema(value_type = Option<Vec<crate::openapi::EventTypeName>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<crate::http::openapi::EventTypeName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
@@ -278,7 +278,7 @@ impl Engine {
         };
         tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
         tasks.spawn(crate::retention::run(handle.clone()));
-        let app = crate::api::router(handle.clone());
+        let app = crate::http::router(handle.clone());
         let limits = crate::listener::Serve {
             max_connections: handle.inner.config.max_connections,
             idle_timeout: handle.inner.config.idle_timeout,

@@ -37,19 +37,16 @@
 //! - [`ui`]: the admin UI's files, embedded, served at `/` in headless mode.
 //! - [`error`]: the crate's error type.
 
-pub mod api;
-pub mod codec;
-pub mod commit;
 pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod event_types;
 pub mod handshake;
+pub mod http;
 pub mod ids;
 pub mod listener;
 pub mod model;
-pub mod openapi;
 pub mod outbound;
 pub mod private_files;
 pub mod query;
@@ -60,11 +57,7 @@ pub mod secret;
 pub mod settings;
 pub mod signing;
 pub mod store;
-mod store_threads;
-pub mod tables;
 pub mod telemetry;
-pub mod ui;
-pub mod wal;
 
 pub use config::Config;
 pub use engine::{Engine, EngineEvent, EngineHandle};

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 /// The largest `max_database_mb`: 2^53 - 1, the largest integer a JavaScript
 /// number holds exactly.
-pub const MAX_DATABASE_MB: u64 = crate::openapi::MAX_SAFE_INTEGER;
+pub const MAX_DATABASE_MB: u64 = crate::http::openapi::MAX_SAFE_INTEGER;
 
 /// The persisted settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,9 @@
 //! admin API (admin token), behind a loopback `Host` check. Errors are mapped
 //! to `{"error": {"code", "message"}}` in one place ([`ApiError`]).
 
+pub mod openapi;
+pub mod ui;
+
 use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
@@ -109,7 +112,7 @@ pub fn router(engine: EngineHandle) -> Router {
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 if (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
                     && !uri.path().starts_with("/v1/")
-                    && let Some(page) = crate::ui::serve(&uri)
+                    && let Some(page) = crate::http::ui::serve(&uri)
                 {
                     return page;
                 }
@@ -211,7 +214,7 @@ async fn require_admin(
 }
 
 #[utoipa::path(get, path = "/v1/health", tag = "meta",
-    responses((status = 200, description = "The engine runs", body = crate::openapi::HealthBody)))]
+    responses((status = 200, description = "The engine runs", body = crate::http::openapi::HealthBody)))]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": crate::VERSION }))
 }
@@ -219,7 +222,7 @@ async fn health() -> Json<Value> {
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
+    Json(crate::http::openapi::document())
 }
 
 /// The ingest body: `{"type": "...", "data": {...}}`; `data` is kept byte for byte.
@@ -286,18 +289,18 @@ fn bad_json(e: &serde_json::Error) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/v1/events", tag = "events", security(("ingest_key" = [])),
-    request_body = crate::openapi::IngestRequest,
+    request_body = crate::http::openapi::IngestRequest,
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "1–255 visible ASCII characters; a repeat of the same request returns the first result")),
     responses(
         (status = 202, description = "Stored durably with its deliveries (`Idempotent-Replayed: true` on a repeat)", body = crate::model::Accepted),
-        (status = 400, description = "Malformed JSON, a missing/invalid field, or an invalid Idempotency-Key", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong ingest key", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Idempotency-Key reused for another request", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Unknown event type", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing stored", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "Malformed JSON, a missing/invalid field, or an invalid Idempotency-Key", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong ingest key", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Idempotency-Key reused for another request", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body over the size limit", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "Unknown event type", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing stored", body = crate::http::openapi::ErrorBody)))]
 async fn ingest(
     State(engine): State<EngineHandle>,
     headers: HeaderMap,
@@ -431,13 +434,13 @@ fn webhook_id(text: &str) -> ApiResult<WebhookId> {
 }
 
 #[utoipa::path(get, path = "/v1/event-types", tag = "webhooks", security(("admin_token" = [])),
-    responses((status = 200, description = "Every event type with a sample", body = Vec<crate::event_types::EventType>), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Every event type with a sample", body = Vec<crate::event_types::EventType>), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn list_event_types(State(engine): State<EngineHandle>) -> Json<Value> {
     Json(json!(engine.event_types()))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("admin_token" = [])),
-    responses((status = 200, description = "All webhooks, without tokens", body = crate::openapi::WebhookList), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "All webhooks, without tokens", body = crate::http::openapi::WebhookList), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn list_webhooks(State(engine): State<EngineHandle>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "items": engine.list_webhooks().await? })))
 }
@@ -446,8 +449,8 @@ async fn list_webhooks(State(engine): State<EngineHandle>) -> ApiResult<Json<Val
     request_body = crate::engine::NewWebhook,
     responses(
         (status = 201, description = "Verified and saved", body = crate::model::Webhook),
-        (status = 400, description = "Bad URL, not https, no events, unknown type", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The handshake failed at `step`", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "Bad URL, not https, no events, unknown type", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "The handshake failed at `step`", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn create_webhook(
     State(engine): State<EngineHandle>,
     body: Result<Bytes, BytesRejection>,
@@ -460,7 +463,7 @@ async fn create_webhook(
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
     responses((status = 200, description = "The webhook, with its verify token", body = crate::model::Webhook),
-        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn get_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -472,9 +475,9 @@ async fn get_webhook(
     params(("id" = String, Path, description = "Webhook id")),
     request_body = crate::engine::WebhookPatch,
     responses((status = 200, description = "Changed (a new URL or token was verified first)", body = crate::model::Webhook),
-        (status = 400, description = "Invalid change", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The handshake failed at `step`", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "Invalid change", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "The handshake failed at `step`", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn patch_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -488,7 +491,7 @@ async fn patch_webhook(
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
     responses((status = 204, description = "Deleted; its pending deliveries cancelled"),
-        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn delete_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -502,16 +505,16 @@ async fn delete_webhook(
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// The type whose sample is sent.
-    #[schema(value_type = crate::openapi::EventTypeName)]
+    #[schema(value_type = crate::http::openapi::EventTypeName)]
     pub event_type: String,
 }
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
-    request_body = crate::api::TestRequest,
+    request_body = crate::http::TestRequest,
     responses((status = 200, description = "Sent at once; the attempt, recorded with test: true", body = crate::model::AttemptDetail),
-        (status = 400, description = "Unknown event type", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "Unknown event type", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn test_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -525,8 +528,8 @@ async fn test_webhook(
 #[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Delivery id")),
     responses((status = 202, description = "Queued for an attempt now", body = crate::model::DeliveryRecord),
-        (status = 404, description = "No such delivery", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Its webhook is deleted or disabled", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "No such delivery", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Its webhook is deleted or disabled", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn redeliver(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -547,9 +550,9 @@ async fn redeliver(
     request_body(content = crate::query::ReplayRequest, description = "Required: `{}` replays every given-up delivery, `{\"dry_run\": true}` only counts them"),
     responses((status = 200, description = "Dry run: how many would be sent", body = crate::engine::ReplayResult),
         (status = 202, description = "Replayed, paced", body = crate::engine::ReplayResult),
-        (status = 400, description = "No body, or an invalid filter", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::openapi::ErrorBody),
-        (status = 409, description = "`webhook_disabled`: enable the webhook before replaying (a dry run still counts)", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "No body, or an invalid filter", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`webhook_disabled`: enable the webhook before replaying (a dry run still counts)", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn replay_webhook(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
@@ -575,16 +578,16 @@ async fn replay_webhook(
 }
 
 #[utoipa::path(get, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
-    responses((status = 200, description = "The settings in force", body = crate::engine::SettingsView), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The settings in force", body = crate::engine::SettingsView), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn get_settings(State(engine): State<EngineHandle>) -> ApiResult<Response> {
     Ok(Json(engine.settings_view().await?).into_response())
 }
 
 #[utoipa::path(patch, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
-    request_body = crate::openapi::SettingsPatch,
+    request_body = crate::http::openapi::SettingsPatch,
     responses((status = 200, description = "Saved and applied", body = crate::engine::SettingsView),
-        (status = 400, description = "A bad value; nothing changed", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The ingest key comes from ORKI_INGEST_KEY", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "A bad value; nothing changed", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "The ingest key comes from ORKI_INGEST_KEY", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn patch_settings(
     State(engine): State<EngineHandle>,
     body: Result<Bytes, BytesRejection>,
@@ -594,7 +597,7 @@ async fn patch_settings(
 }
 
 #[utoipa::path(get, path = "/v1/stream", tag = "events", security(("admin_token" = [])),
-    responses((status = 200, description = "Server-Sent Events: attempt_recorded, webhook_health_changed, pruned, lagged", content_type = "text/event-stream", body = String), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Server-Sent Events: attempt_recorded, webhook_health_changed, pruned, lagged", content_type = "text/event-stream", body = String), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 /// Server-Sent Events: every engine event as `event: <kind>` with a JSON `data` line.
 async fn stream(
     State(engine): State<EngineHandle>,
@@ -629,14 +632,14 @@ async fn stream(
 #[utoipa::path(get, path = "/v1/attempts", tag = "deliveries", security(("admin_token" = [])),
     params(
         ("webhook_id" = Option<crate::ids::WebhookId>, Query, description = "Only this webhook"),
-        ("event_type" = Option<crate::openapi::EventTypeName>, Query, description = "Only this event type"),
-        ("outcome" = Option<crate::openapi::Outcome>, Query, description = "success or failure"),
+        ("event_type" = Option<crate::http::openapi::EventTypeName>, Query, description = "Only this event type"),
+        ("outcome" = Option<crate::http::openapi::Outcome>, Query, description = "success or failure"),
         ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
         ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive; not before `from`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1–500, default 50"),
         ("cursor" = Option<crate::ids::AttemptId>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, description = "Attempts, newest first", body = crate::engine::AttemptPage),
-        (status = 400, description = "Invalid filter", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "Invalid filter", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn list_attempts(
     State(engine): State<EngineHandle>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
@@ -651,7 +654,7 @@ async fn list_attempts(
 #[utoipa::path(get, path = "/v1/attempts/{id}", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Attempt id")),
     responses((status = 200, description = "The attempt with the exact request and the response", body = crate::model::AttemptDetail),
-        (status = 404, description = "No such attempt", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "No such attempt", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 async fn get_attempt(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,

@@ -1,7 +1,7 @@
 //! Group commit: one writer thread takes every queued write operation, applies
 //! them all in one redb transaction and commits once, so many concurrent ingests
 //! and attempt records share one sync: of the write-ahead log, for most batches,
-//! or of the database file, at a checkpoint (see [`crate::wal`]). Each caller
+//! or of the database file, at a checkpoint (see [`crate::store::wal`]). Each caller
 //! gets its answer only after the commit that holds its change is durable.
 //!
 //! An operation that returns an error must not have written anything (the
@@ -190,7 +190,8 @@ mod tests {
     use crate::model::{Accepted, WebhookRecord};
     use crate::store::tests::attempt;
     use crate::store::{AttemptFilter, NewEvent, unix_ms};
-    use crate::{Secret, wal};
+    use crate::Secret;
+    use crate::store::wal;
 
     /// A store at `path` with one webhook (to `message.created`) and its
     /// writer, checkpointing by time only every `every`.
@@ -243,7 +244,7 @@ mod tests {
         let mut record = attempt(hook, unix_ms(Utc::now()), "message.created", true, 3);
         record.attempt.delivery_id = *delivery;
         record.attempt.event_id = accepted.id;
-        let encoded = crate::codec::encode(&record).expect("encode");
+        let encoded = crate::store::codec::encode(&record).expect("encode");
         writes
             .run(move |t| Store::record_attempt_in(t, &record, &encoded, None, 5))
             .await

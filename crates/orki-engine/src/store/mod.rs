@@ -4,9 +4,15 @@
 //! `Durability::Immediate` (redb's default): when a method returns `Ok`, the
 //! change is on disk. The group commit's batches are the exception: most are
 //! committed without a sync and made durable through the write-ahead log
-//! ([`crate::wal`]; `begin_batch`, `commit_batch`), which opening the database
+//! ([`crate::store::wal`]; `begin_batch`, `commit_batch`), which opening the database
 //! replays. The calls block; the engine runs them on its store threads or its
 //! group-commit writer (see `EngineHandle::blocking`).
+
+pub mod codec;
+pub mod commit;
+pub mod tables;
+pub(crate) mod threads;
+pub mod wal;
 
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
@@ -21,7 +27,7 @@ use redb::{
     ReadableTableMetadata, Table, Value, WriteTransaction,
 };
 
-use crate::codec::{Record, decode, encode};
+use crate::store::codec::{Record, decode, encode};
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
 use crate::model::{
     Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
@@ -29,11 +35,11 @@ use crate::model::{
 };
 use crate::queue::{CACHED_EVENT_BYTES, Known, QueuedJob, ReloadPlan, footprint};
 use crate::settings::Settings;
-use crate::tables::{
+use crate::store::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
     WEBHOOKS,
 };
-use crate::wal::{self, Wal};
+use wal::Wal;
 use crate::{Error, Result, Secret};
 
 /// The open database. Cheap to clone; redb serialises writers itself.
@@ -58,7 +64,7 @@ struct Slot {
 
 /// The tables that accepting events and recording attempts write, opened once
 /// per transaction: a group commit applies many operations with one set. Each
-/// can log what is written to it, for the write-ahead log (see [`crate::wal`]).
+/// can log what is written to it, for the write-ahead log (see [`crate::store::wal`]).
 pub struct HotTables<'txn> {
     events: Logged<'txn, u128, &'static [u8]>,
     deliveries: Logged<'txn, u128, &'static [u8]>,
@@ -384,7 +390,7 @@ const INGEST_KEY: &str = "ingest_key";
 const ADMIN_TOKEN: &str = "admin_token";
 const SCHEMA_VERSION: &str = "schema_version";
 const SETTINGS: &str = "settings";
-/// The sequence number of the last group-commit batch (see [`crate::wal`]).
+/// The sequence number of the last group-commit batch (see [`crate::store::wal`]).
 const WAL_SEQ: &str = "wal_seq";
 
 /// Opens (or creates) the database file and its tables, and replays the
@@ -1862,7 +1868,7 @@ pub(crate) mod tests {
         }
         // The input libFuzzer found (minimized; also a seed in fuzz/seeds/):
         // a key or value of the wrong width for its table.
-        let found = include_bytes!("../../../fuzz/seeds/wal_replay/found_due_value_width");
+        let found = include_bytes!("../../../../fuzz/seeds/wal_replay/found_due_value_width");
         let err = replay_log_bytes(&wal::record(1, found).expect("record")).expect_err("found");
         assert!(matches!(err, Error::Corrupt(_)), "{err}");
         // Well-formed records of every fixed-width table apply.

@@ -1,6 +1,6 @@
 //! Every redb table of the database, in one place, with versioned names.
 //!
-//! Values are bytes written by [`crate::codec`]; keys are native redb types so
+//! Values are bytes written by [`crate::store::codec`]; keys are native redb types so
 //! that ranges are ordered: ids are UUIDv7 (`u128`), time-ordered.
 
 use redb::TableDefinition;
