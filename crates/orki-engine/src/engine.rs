@@ -1,6 +1,6 @@
-//! The engine: [`Engine::start`] wires the store, the HTTP listener and the
-//! delivery scheduler together; [`EngineHandle`] is the one API that the HTTP
-//! layer and the desktop shell both call.
+//! [`EngineHandle`]: every operation of the product, the one API that the
+//! HTTP layer and the desktop shell both call ([`crate::Engine::start`] builds
+//! it and starts the workers on it).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -8,16 +8,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
 use serde::Serialize;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::{Host, Url};
 
-use crate::store::commit::GroupCommit;
 use crate::event_types::{self, EventType};
 use crate::handshake;
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
+use crate::model::redacted;
 use crate::model::{
     Accepted, Attempt, AttemptDetail, DeliveryRecord, DeliveryState, EventRecord, RequestView,
     Webhook, WebhookRecord,
@@ -26,9 +25,11 @@ use crate::outbound::Outbound;
 use crate::query::{AttemptQuery, ReplayRequest};
 use crate::queue::{Queue, QueuedJob};
 use crate::retry::RetryPolicy;
-use crate::settings::{Settings, format_duration};
-use crate::store::{Credentials, Health, NewEvent};
+use crate::retry::format_duration;
+use crate::settings::Settings;
+use crate::store::commit::GroupCommit;
 use crate::store::threads::StoreThreads;
+use crate::store::{Credentials, Health, NewEvent};
 use crate::{Config, Error, Result, Secret, Store};
 use serde_json::{Map, Value};
 
@@ -109,7 +110,7 @@ pub struct NewWebhook {
     )]
     pub verify_token: String,
     /// Event types to subscribe to (at least one).
-    #[schema(value_type = Vec<crate::http::openapi::EventTypeName>, min_items = 1)]
+    #[schema(value_type = Vec<crate::event_types::EventTypeName>, min_items = 1)]
     pub events: Vec<String>,
     /// Starts enabled unless `false`.
     #[serde(default)]
@@ -131,7 +132,7 @@ pub struct WebhookPatch {
     )]
     pub verify_token: Option<String>,
     /// New subscriptions (at least one).
-    #[schema(value_type = Option<Vec<crate::http::openapi::EventTypeName>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<crate::event_types::EventTypeName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
@@ -144,13 +145,6 @@ pub struct AttemptPage {
     pub items: Vec<Attempt>,
     /// Pass as `cursor` for the next (older) page; `None` on the last page.
     pub next_cursor: Option<AttemptId>,
-}
-
-/// The running engine. Cancel its token to stop it, then [`Engine::wait`].
-pub struct Engine {
-    handle: EngineHandle,
-    tasks: TaskTracker,
-    local_addr: SocketAddr,
 }
 
 /// A cloneable handle on the running engine: every operation of the product.
@@ -208,20 +202,16 @@ impl Inner {
     }
 }
 
-impl Engine {
-    /// Starts the engine on an open store and an already-bound listener. Work
-    /// stops when `cancel` is cancelled; in-flight attempts finish (or stay queued).
-    pub async fn start(
+impl EngineHandle {
+    /// Builds the handle on an open store: loads credentials, settings and
+    /// webhooks and starts the writer. `runtime` starts the workers on it.
+    pub(crate) async fn open(
         config: Config,
         store: Store,
-        listener: TcpListener,
+        local_addr: SocketAddr,
         cancel: CancellationToken,
-    ) -> Result<Engine> {
-        config.validate()?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Io {
-            context: "reading the listener's address".into(),
-            source,
-        })?;
+        tasks: TaskTracker,
+    ) -> Result<EngineHandle> {
         let outbound = Outbound::new(&config.ca_files, config.request_timeout)?;
         let store_threads = StoreThreads::start(store.clone(), STORE_THREADS)?;
         let (stored, mut settings, webhooks) = store_threads
@@ -257,7 +247,6 @@ impl Engine {
         ));
         let (events, _) = broadcast::channel(1024);
         let writes = GroupCommit::start(store)?;
-        let tasks = TaskTracker::new();
         let handle = EngineHandle {
             inner: Arc::new(Inner {
                 config,
@@ -273,46 +262,17 @@ impl Engine {
                 cancel: cancel.clone(),
                 store_threads,
                 admin_writes: Mutex::new(()),
-                tasks: tasks.clone(),
+                tasks,
             }),
         };
-        tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
-        tasks.spawn(crate::retention::run(handle.clone()));
-        let app = crate::http::router(handle.clone());
-        let limits = crate::listener::Serve {
-            max_connections: handle.inner.config.max_connections,
-            idle_timeout: handle.inner.config.idle_timeout,
-            cancel: cancel.clone(),
-            tasks: tasks.clone(),
-        };
-        tasks.spawn(crate::listener::serve(listener, app, limits));
-        tracing::info!(%local_addr, "engine started");
-        Ok(Engine {
-            handle,
-            tasks,
-            local_addr,
-        })
+        Ok(handle)
     }
 
-    /// The handle to call the engine with.
-    pub fn handle(&self) -> EngineHandle {
-        self.handle.clone()
-    }
-
-    /// Where the listener is bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Waits until the engine has stopped after its token was cancelled: the
-    /// listener closed and in-flight attempts finished.
-    pub async fn wait(self) {
-        self.tasks.close();
-        self.tasks.wait().await;
-        // After the last attempt was recorded: commit what is queued, release the file.
-        let inner = self.handle.inner.clone();
+    /// Commits what is queued and releases the database file (after the
+    /// last attempt was recorded).
+    pub(crate) async fn close_writes(&self) {
+        let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.writes.close()).await;
-        tracing::info!("engine stopped");
     }
 }
 
@@ -725,7 +685,7 @@ impl EngineHandle {
         };
         let delivery_id = DeliveryId::generate();
         let (record, _) =
-            crate::delivery::send(&self.inner.outbound, &webhook, &event, delivery_id, 1, true)
+            crate::attempt::send(&self.inner.outbound, &webhook, &event, delivery_id, 1, true)
                 .await;
         let delivery = DeliveryRecord {
             id: delivery_id,
@@ -1021,17 +981,6 @@ fn validate_events(events: Vec<String>) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// A URL safe for logs: scheme, host, port and path, without query or user info.
-pub fn redacted(url: &Url) -> String {
-    format!(
-        "{}://{}{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
-        url.path()
-    )
 }
 
 fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {

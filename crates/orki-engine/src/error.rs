@@ -1,7 +1,7 @@
 //! The engine's error type. The HTTP layer maps it to status codes in one place
 //! (`api::ApiError`); the desktop shell serialises it for the window.
 
-use crate::handshake::VerificationFailure;
+use crate::verification::VerificationFailure;
 
 /// Everything that can go wrong in the engine, with the context a person needs.
 #[derive(Debug, thiserror::Error)]

@@ -140,6 +140,21 @@ fn chat_status_changed_sample() -> Value {
     })
 }
 
+/// The name of a known event type (`GET /v1/event-types` lists them).
+pub struct EventTypeName;
+
+impl utoipa::PartialSchema for EventTypeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(NAMES))
+            .description(Some("A known event type"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventTypeName {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,36 +7,34 @@
 //! attempt is recorded for the delivery log.
 //!
 //! # Layout
-//! - [`config`]: the plain configuration struct built by the binaries, and its validation.
-//! - [`engine`]: [`Engine::start`] wires store, listener and scheduler together;
-//!   [`EngineHandle`] is the one API both the HTTP layer and the desktop shell call.
-//! - [`listener`]: accepts connections and serves the router within limits (header
-//!   deadline, idle timeout, header size, connection cap).
-//! - [`api`]: the axum router: ingest (`POST /v1/events`) and the admin API, mapping
-//!   errors to the JSON error shape in one place.
-//! - [`query`]: parsing log queries and replays (shared by HTTP and the window).
-//! - [`openapi`]: the OpenAPI document, generated from the handlers.
-//! - [`store`] with [`tables`] and [`codec`]: the redb database: registry, events,
-//!   deliveries, the due queue and the attempt log. Every business operation is one
-//!   write transaction.
-//! - [`commit`]: group commit, many writes in one transaction, made durable by
-//!   [`wal`], the write-ahead log (or by a durable commit, at checkpoints); the other
-//!   store calls run on a few threads of the engine's own (`store_threads`).
-//! - [`model`]: records as stored and as shown; [`ids`]: typed, time-ordered ids.
-//! - [`delivery`]: the scheduler that reads the due queue and runs attempts with bounded
-//!   concurrency, overall and per webhook.
-//! - [`outbound`]: the HTTP client (system roots plus extra CAs, no redirects), sending
-//!   one signed request and classifying its failure.
-//! - [`handshake`]: the ownership check run before a webhook is saved.
-//! - [`retention`]: background pruning by age and by database size.
-//! - [`signing`]: `X-Hub-Signature-256`. [`retry`]: the pure backoff policy.
-//! - [`settings`]: run-time settings persisted in redb (`/v1/settings`).
-//! - [`event_types`]: the catalogue of event types with their sample payloads.
-//! - [`telemetry`]: tracing to stderr and daily rolling files.
-//! - [`private_files`]: the data directory and its files readable by the owner only.
-//! - [`ui`]: the admin UI's files, embedded, served at `/` in headless mode.
-//! - [`error`]: the crate's error type.
+//! Modules by concept; imports only go down this ladder (no module imports
+//! one above it, `scripts/check-module-cycles` checks there is no cycle):
+//!
+//! 1. Leaves, data and pure checks, no I/O: [`ids`], [`secret`], [`event_types`]
+//!    (the catalogue and its sample payloads), [`verification`] (why a handshake
+//!    failed), [`model`] (records as stored and as shown), [`retry`] (the pure
+//!    backoff policy), [`settings`] (run-time settings), [`signing`]
+//!    (`X-Hub-Signature-256`), [`private_files`] (owner-only files), [`error`]
+//!    (the crate's error type and its one [`ErrorBody`]), [`listener`]
+//!    (connections served within limits), [`outbound`] (the HTTP client: system
+//!    roots plus extra CAs, no redirects, failures classified), [`config`].
+//! 2. [`store`]: the only module that names redb. The registry, events,
+//!    deliveries, the due queue and the attempt log; [`store::commit`] is the
+//!    group commit made durable by [`store::wal`]; [`store::tables`] and
+//!    [`store::codec`] the persisted format; its own threads run blocking calls.
+//!    [`queue`] is the due queue in memory, [`query`] parses log queries.
+//! 3. [`handshake`] (the ownership check before a webhook is saved) and
+//!    [`attempt`] (one signed request and its record).
+//! 4. [`engine`]: [`EngineHandle`], every operation of the product, the one API
+//!    both the HTTP layer and the desktop shell call.
+//! 5. Workers and the HTTP layer on the handle: [`delivery`] (the scheduler:
+//!    the due queue within the concurrency limits, overall and per webhook),
+//!    [`retention`] (pruning by age and size), [`http`] (the axum router, the
+//!    OpenAPI document in [`http::openapi`], the embedded UI in [`http::ui`]).
+//! 6. [`runtime`]: [`Engine::start`] wires them together; [`telemetry`]: tracing
+//!    to stderr and daily rolling files, used by the binaries.
 
+pub mod attempt;
 pub mod config;
 pub mod delivery;
 pub mod engine;
@@ -53,15 +51,18 @@ pub mod query;
 pub mod queue;
 pub mod retention;
 pub mod retry;
+pub mod runtime;
 pub mod secret;
 pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod verification;
 
 pub use config::Config;
-pub use engine::{Engine, EngineEvent, EngineHandle};
+pub use engine::{EngineEvent, EngineHandle};
 pub use error::{Error, ErrorBody, Result};
+pub use runtime::Engine;
 pub use secret::Secret;
 pub use store::Store;
 

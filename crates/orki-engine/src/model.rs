@@ -314,6 +314,17 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
+/// A URL safe for logs: scheme, host, port and path, without query or user info.
+pub fn redacted(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+        url.path()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,7 +138,7 @@ impl AttemptQuery {
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// Only this event type.
-    #[schema(value_type = Option<crate::http::openapi::EventTypeName>)]
+    #[schema(value_type = Option<crate::event_types::EventTypeName>)]
     pub event_type: Option<String>,
     /// Only deliveries created at or after (RFC 3339).
     #[schema(format = DateTime)]

@@ -112,6 +112,21 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
     (at.with_timezone(&chrono::Utc) - now).to_std().ok()
 }
 
+/// A duration in the largest unit that shows it exactly: `500ms`, `30s`, `2m`, `5h`, `1d`.
+pub fn format_duration(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +286,7 @@ mod properties {
         fn schedules_read_back_from_their_text(schedule in schedule()) {
             let text = schedule
                 .iter()
-                .map(|d| crate::settings::format_duration(d.as_millis() as u64))
+                .map(|d| format_duration(d.as_millis() as u64))
                 .collect::<Vec<_>>()
                 .join(",");
             prop_assert_eq!(parse_schedule(&text).expect("parses"), schedule);

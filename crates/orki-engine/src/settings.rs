@@ -11,7 +11,11 @@ use crate::{Error, Result};
 
 /// The largest `max_database_mb`: 2^53 - 1, the largest integer a JavaScript
 /// number holds exactly.
-pub const MAX_DATABASE_MB: u64 = crate::http::openapi::MAX_SAFE_INTEGER;
+pub const MAX_DATABASE_MB: u64 = MAX_SAFE_INTEGER;
+
+/// The largest integer a JavaScript number holds exactly (2^53 - 1): the
+/// bound of `max_database_mb`, so that what the UI shows is what is stored.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// The persisted settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,24 +160,10 @@ fn whole(value: &Value) -> Option<u64> {
     })
 }
 
-/// A duration in the largest unit that shows it exactly: `500ms`, `30s`, `2m`, `5h`, `1d`.
-pub fn format_duration(ms: u64) -> String {
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-    ] {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::format_duration;
     use serde_json::json;
 
     fn patch(v: Value) -> Map<String, Value> {

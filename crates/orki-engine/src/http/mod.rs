@@ -505,7 +505,7 @@ async fn delete_webhook(
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// The type whose sample is sent.
-    #[schema(value_type = crate::http::openapi::EventTypeName)]
+    #[schema(value_type = crate::event_types::EventTypeName)]
     pub event_type: String,
 }
 
@@ -632,7 +632,7 @@ async fn stream(
 #[utoipa::path(get, path = "/v1/attempts", tag = "deliveries", security(("admin_token" = [])),
     params(
         ("webhook_id" = Option<crate::ids::WebhookId>, Query, description = "Only this webhook"),
-        ("event_type" = Option<crate::http::openapi::EventTypeName>, Query, description = "Only this event type"),
+        ("event_type" = Option<crate::event_types::EventTypeName>, Query, description = "Only this event type"),
         ("outcome" = Option<crate::http::openapi::Outcome>, Query, description = "success or failure"),
         ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
         ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive; not before `from`"),

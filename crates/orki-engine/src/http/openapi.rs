@@ -47,20 +47,7 @@ pub struct WebhookList {
     pub items: Vec<Webhook>,
 }
 
-/// The name of a known event type (`GET /v1/event-types` lists them).
-pub struct EventTypeName;
-
-impl PartialSchema for EventTypeName {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(crate::event_types::NAMES))
-            .description(Some("A known event type"))
-            .into()
-    }
-}
-
-impl ToSchema for EventTypeName {}
+pub use crate::event_types::EventTypeName;
 
 /// `outcome` of a delivery-log query.
 #[derive(Serialize, ToSchema)]
@@ -72,9 +59,7 @@ pub enum Outcome {
     Failure,
 }
 
-/// The largest integer a JavaScript number holds exactly (2^53 - 1): the
-/// bound of `max_database_mb`, so that what the UI shows is what is stored.
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+pub use crate::settings::MAX_SAFE_INTEGER;
 
 /// One retry step the server takes: a whole number and a unit, longer than
 /// zero and at most 7 days (leading zeros allowed, as the parser takes them).

@@ -186,12 +186,12 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::Secret;
     use crate::ids::{DeliveryId, WebhookId};
     use crate::model::{Accepted, WebhookRecord};
     use crate::store::tests::attempt;
-    use crate::store::{AttemptFilter, NewEvent, unix_ms};
-    use crate::Secret;
     use crate::store::wal;
+    use crate::store::{AttemptFilter, NewEvent, unix_ms};
 
     /// A store at `path` with one webhook (to `message.created`) and its
     /// writer, checkpointing by time only every `every`.

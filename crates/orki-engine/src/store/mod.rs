@@ -27,7 +27,6 @@ use redb::{
     ReadableTableMetadata, Table, Value, WriteTransaction,
 };
 
-use crate::store::codec::{Record, decode, encode};
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
 use crate::model::{
     Accepted, Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord,
@@ -35,12 +34,13 @@ use crate::model::{
 };
 use crate::queue::{CACHED_EVENT_BYTES, Known, QueuedJob, ReloadPlan, footprint};
 use crate::settings::Settings;
+use crate::store::codec::{Record, decode, encode};
 use crate::store::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
     WEBHOOKS,
 };
-use wal::Wal;
 use crate::{Error, Result, Secret};
+use wal::Wal;
 
 /// The open database. Cheap to clone; redb serialises writers itself.
 #[derive(Clone)]
