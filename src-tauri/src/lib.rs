@@ -57,16 +57,8 @@ impl Shell {
     }
 }
 
-fn not_found(kind: &'static str, id: &str) -> ErrorBody {
-    Error::NotFound {
-        kind,
-        id: id.to_owned(),
-    }
-    .body()
-}
-
 fn webhook_id(id: &str) -> Answer<WebhookId> {
-    WebhookId::parse(id).ok_or_else(|| not_found("webhook", id))
+    WebhookId::parse_or_not_found(id).map_err(|e| e.body())
 }
 
 #[tauri::command]
@@ -143,7 +135,7 @@ async fn replay_failed(
 
 #[tauri::command]
 async fn redeliver(shell: State<'_, Shell>, id: String) -> Answer<DeliveryRecord> {
-    let delivery = DeliveryId::parse(&id).ok_or_else(|| not_found("delivery", &id))?;
+    let delivery = DeliveryId::parse_or_not_found(&id).map_err(|e| e.body())?;
     shell
         .engine()?
         .redeliver(delivery)
@@ -166,7 +158,7 @@ async fn list_attempts(
 
 #[tauri::command]
 async fn get_attempt(shell: State<'_, Shell>, id: String) -> Answer<AttemptDetail> {
-    let attempt = AttemptId::parse(&id).ok_or_else(|| not_found("attempt", &id))?;
+    let attempt = AttemptId::parse_or_not_found(&id).map_err(|e| e.body())?;
     shell
         .engine()?
         .get_attempt(attempt)

@@ -11,7 +11,7 @@ use crate::model::{
     Attempt, AttemptRecord, ErrorClass, EventRecord, RequestRecord, ResponseRecord, WebhookRecord,
     redacted,
 };
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, USER_AGENT};
 use crate::retry::parse_retry_after;
 use crate::signing::{SIGNATURE_HEADER, signature};
 
@@ -37,10 +37,7 @@ pub async fn send(
     let body = event.payload.clone();
     let mut headers = BTreeMap::new();
     headers.insert("Content-Type".to_owned(), "application/json".to_owned());
-    headers.insert(
-        "User-Agent".to_owned(),
-        concat!("Orki-Webhooks/", env!("CARGO_PKG_VERSION")).to_owned(),
-    );
+    headers.insert("User-Agent".to_owned(), USER_AGENT.to_owned());
     headers.insert(
         SIGNATURE_HEADER.to_owned(),
         signature(webhook.verify_token.expose(), body.as_bytes()),

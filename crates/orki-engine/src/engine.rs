@@ -30,6 +30,7 @@ use crate::settings::Settings;
 use crate::store::commit::GroupCommit;
 use crate::store::threads::StoreThreads;
 use crate::store::{Credentials, Health, NewEvent};
+use crate::sync::{Locked, Shared};
 use crate::{Config, Error, Result, Secret, Store};
 use serde_json::{Map, Value};
 
@@ -183,18 +184,12 @@ const STORE_THREADS: usize = 4;
 
 impl Inner {
     fn settings_now(&self) -> Settings {
-        self.settings
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.settings.reading().clone()
     }
 
     /// Keeps the cache of webhooks in step with a commit: `Some` saved, `None` deleted.
     fn cache_webhook(&self, id: WebhookId, record: Option<WebhookRecord>) {
-        let mut cache = self
-            .webhooks
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.webhooks.writing();
         match record {
             Some(r) => cache.insert(id, Arc::new(r)),
             None => cache.remove(&id),
@@ -297,10 +292,7 @@ impl EngineHandle {
     ) -> Result<T> {
         let inner = self.inner.clone();
         self.blocking(move |s| {
-            let _order = inner
-                .admin_writes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _order = inner.admin_writes.locked();
             f(s, &inner)
         })
         .await
@@ -317,7 +309,7 @@ impl EngineHandle {
             .tasks
             .spawn(work)
             .await
-            .map_err(|e| Error::Storage(format!("an engine task failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("an engine task failed: {e}")))?
     }
 
     /// The configuration the engine runs with.
@@ -347,20 +339,12 @@ impl EngineHandle {
 
     fn creds(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
         // A poisoned lock only means a panic elsewhere mid-write of two strings.
-        self.inner
-            .credentials
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.credentials.reading()
     }
 
     /// A webhook as last stored, to send to (without reading the store).
     pub(crate) fn cached_webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>> {
-        self.inner
-            .webhooks
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&id)
-            .cloned()
+        self.inner.webhooks.reading().get(&id).cloned()
     }
 
     /// The known event types with descriptions and samples.
@@ -375,11 +359,7 @@ impl EngineHandle {
 
     pub(crate) fn threshold(&self) -> u32 {
         // Read in place: this runs for every attempt.
-        self.inner
-            .settings
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .warning_threshold
+        self.inner.settings.reading().warning_threshold
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
@@ -434,19 +414,12 @@ impl EngineHandle {
             }
             let fresh = s.save_settings(&stored, regenerate)?;
             {
-                let mut effective = inner
-                    .settings
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut effective = inner.settings.writing();
                 // Same checks as on `stored`, so this cannot fail halfway.
                 effective.apply_patch(&patch)?;
             }
             if let Some(key) = fresh {
-                inner
-                    .credentials
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .ingest_key = key;
+                inner.credentials.writing().ingest_key = key;
                 tracing::info!("ingest key regenerated");
             }
             tracing::info!(fields = ?patch.keys().collect::<Vec<_>>(), "settings changed");
@@ -492,7 +465,7 @@ impl EngineHandle {
         let current = self
             .blocking(move |s| s.get_webhook(id))
             .await?
-            .ok_or_else(|| not_found("webhook", id))?;
+            .ok_or_else(|| Error::not_found("webhook", id))?;
         let url = patch
             .url
             .as_deref()
@@ -565,7 +538,7 @@ impl EngineHandle {
         let record = self
             .blocking(move |s| s.get_webhook(id))
             .await?
-            .ok_or_else(|| not_found("webhook", id))?;
+            .ok_or_else(|| Error::not_found("webhook", id))?;
         Ok(record.view(self.threshold(), true))
     }
 
@@ -641,7 +614,7 @@ impl EngineHandle {
     pub async fn get_attempt(&self, id: AttemptId) -> Result<AttemptDetail> {
         self.blocking(move |s| s.get_attempt(id))
             .await?
-            .ok_or_else(|| not_found("attempt", id))
+            .ok_or_else(|| Error::not_found("attempt", id))
     }
 
     /// Sends the sample of `event_type` to a webhook now, signed like any delivery,
@@ -650,10 +623,7 @@ impl EngineHandle {
         let sample = event_types::find(event_type).ok_or_else(|| {
             Error::invalid(
                 "unknown_event_type",
-                format!(
-                    "unknown event type {event_type:?}; known types: {}",
-                    event_types::NAMES.join(", ")
-                ),
+                event_types::unknown_message(event_type),
             )
         })?;
         // Sent and recorded by a task of the engine: a test the endpoint
@@ -667,7 +637,7 @@ impl EngineHandle {
         let webhook = self
             .blocking(move |s| s.get_webhook(id))
             .await?
-            .ok_or_else(|| not_found("webhook", id))?;
+            .ok_or_else(|| Error::not_found("webhook", id))?;
         let now = Utc::now();
         let event_id = EventId::generate();
         let event = EventRecord {
@@ -752,7 +722,7 @@ impl EngineHandle {
         let webhook = self
             .blocking(move |s| s.get_webhook(id))
             .await?
-            .ok_or_else(|| not_found("webhook", id))?;
+            .ok_or_else(|| Error::not_found("webhook", id))?;
         if !dry_run && !webhook.enabled {
             return Err(Error::Conflict {
                 code: "webhook_disabled",
@@ -795,11 +765,7 @@ impl EngineHandle {
             let mut out = Vec::new();
             let stored: HashMap<WebhookId, WebhookRecord> =
                 s.list_webhooks()?.into_iter().map(|w| (w.id, w)).collect();
-            let cache = inner
-                .webhooks
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            let cache = inner.webhooks.reading().clone();
             for (id, w) in &stored {
                 match cache.get(id) {
                     None => out.push(format!("webhook {id} is stored but not cached")),
@@ -830,12 +796,7 @@ impl EngineHandle {
                 out.push("the settings in force are not the stored ones".to_owned());
             }
             let stored_key = s.credentials()?.ingest_key;
-            let key = inner
-                .credentials
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .ingest_key
-                .clone();
+            let key = inner.credentials.reading().ingest_key.clone();
             if config.ingest_key.is_none() && !key.matches(stored_key.expose()) {
                 out.push("the ingest key in force is not the stored one".to_owned());
             }
@@ -970,10 +931,7 @@ fn validate_events(events: Vec<String>) -> Result<Vec<String>> {
         if !event_types::is_known(&e) {
             return Err(Error::invalid(
                 "unknown_event_type",
-                format!(
-                    "unknown event type {e:?}; known types: {}",
-                    event_types::NAMES.join(", ")
-                ),
+                event_types::unknown_message(&e),
             ));
         }
         if seen.insert(e.clone()) {
@@ -981,13 +939,6 @@ fn validate_events(events: Vec<String>) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
-    Error::NotFound {
-        kind,
-        id: id.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ pub enum Error {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// A programming error (a task that panicked, a value that would not
+    /// encode): not the storage's fault, so not reported as if it were.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// The crate's result alias.
@@ -73,6 +77,14 @@ impl Error {
         Self::Invalid {
             code,
             message: message.into(),
+        }
+    }
+
+    /// No `kind` (`webhook`, `delivery`…) with this id.
+    pub fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.to_string(),
         }
     }
 }
@@ -97,15 +109,29 @@ storage_from!(
 
 /// An error as the admin API and the desktop window show it:
 /// `{"code", "message", "step"?}` (the `error` object of SPEC.md).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The one mapping: the HTTP layer, the OpenAPI document and the Tauri
+/// commands all answer with this (named `ErrorDetail` in the document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 pub struct ErrorBody {
-    /// Machine-readable code.
+    /// Machine-readable, e.g. `unknown_event_type`.
+    #[schema(value_type = String)]
     pub code: &'static str,
     /// For a person.
     pub message: String,
-    /// The failed handshake step, for `verification_failed`.
+    /// For `verification_failed`: `dns`, `connect`, `tls`, `timeout`, `status`, `challenge_mismatch`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub step: Option<&'static str>,
+}
+
+/// `{"error": {...}}`, the shape of every error the listener answers with
+/// (named `ErrorBody` in the document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
 }
 
 impl Error {
@@ -116,7 +142,7 @@ impl Error {
             Self::NotFound { .. } => 404,
             Self::Conflict { .. } | Self::IdempotencyConflict(_) => 409,
             Self::UnknownEventType(_) | Self::Verification(_) => 422,
-            Self::Config(_) => 500,
+            Self::Config(_) | Self::Internal(_) => 500,
             Self::ShuttingDown
             | Self::Storage(_)
             | Self::Corrupt(_)
@@ -131,10 +157,7 @@ impl Error {
             Self::Invalid { code, message } => (*code, message.clone(), None),
             Self::UnknownEventType(t) => (
                 "unknown_event_type",
-                format!(
-                    "unknown event type {t:?}; known types: {}",
-                    crate::event_types::NAMES.join(", ")
-                ),
+                crate::event_types::unknown_message(t),
                 None,
             ),
             Self::Verification(f) => (
@@ -156,11 +179,54 @@ impl Error {
                 None,
             ),
             Self::Config(_) => ("internal", self.to_string(), None),
+            Self::Internal(_) => (
+                "internal",
+                "an internal error occurred; the log file says more".to_owned(),
+                None,
+            ),
         };
         ErrorBody {
             code,
             message,
             step,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_programming_error_is_a_500_that_keeps_its_detail_in_the_log() {
+        let e = Error::Internal("encoding a record: key must be a string".into());
+        assert_eq!(e.http_status(), 500);
+        let body = e.body();
+        assert_eq!(body.code, "internal");
+        assert!(!body.message.contains("key must be"), "{}", body.message);
+        let storage = Error::Storage("disk full".into());
+        assert_eq!(
+            (storage.http_status(), storage.body().code),
+            (503, "storage_unavailable")
+        );
+    }
+
+    #[test]
+    fn every_error_has_the_one_shape_with_its_step() {
+        let e = Error::Verification(VerificationFailure {
+            step: crate::verification::Step::Tls,
+            message: "unknown issuer".into(),
+        });
+        let json = serde_json::to_value(ErrorEnvelope { error: e.body() }).expect("json");
+        assert_eq!(json["error"]["code"], "verification_failed");
+        assert_eq!(json["error"]["step"], "tls");
+        let json = serde_json::to_value(ErrorEnvelope {
+            error: Error::not_found("webhook", "wh_x").body(),
+        })
+        .expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {"code": "not_found", "message": "webhook wh_x not found"}})
+        );
     }
 }

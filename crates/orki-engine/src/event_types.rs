@@ -140,6 +140,15 @@ fn chat_status_changed_sample() -> Value {
     })
 }
 
+/// What an admin reads when `name` is not a known event type (one wording
+/// for ingest, subscriptions, tests and log filters).
+pub fn unknown_message(name: &str) -> String {
+    format!(
+        "unknown event type {name:?}; known types: {}",
+        NAMES.join(", ")
+    )
+}
+
 /// The name of a known event type (`GET /v1/event-types` lists them).
 pub struct EventTypeName;
 

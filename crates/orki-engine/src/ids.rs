@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub u128);
@@ -47,6 +47,12 @@ macro_rules! id_type {
                     return None;
                 }
                 u128::from_str_radix(hex, 16).ok().map(Self)
+            }
+
+            /// [`Self::parse`], or the `not_found` error an unknown id gets
+            /// (a malformed id names nothing, so it is not found either).
+            pub fn parse_or_not_found(text: &str) -> crate::Result<Self> {
+                Self::parse(text).ok_or_else(|| crate::Error::not_found($kind, text))
             }
         }
 
@@ -93,22 +99,26 @@ macro_rules! id_type {
 id_type!(
     /// A registered webhook.
     WebhookId,
-    "wh"
+    "wh",
+    "webhook"
 );
 id_type!(
     /// An accepted event.
     EventId,
-    "evt"
+    "evt",
+    "event"
 );
 id_type!(
     /// One event's delivery to one webhook (stable across retries).
     DeliveryId,
-    "dlv"
+    "dlv",
+    "delivery"
 );
 id_type!(
     /// One attempt of a delivery.
     AttemptId,
-    "att"
+    "att",
+    "attempt"
 );
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ pub mod secret;
 pub mod settings;
 pub mod signing;
 pub mod store;
+mod sync;
 pub mod telemetry;
 pub mod verification;
 

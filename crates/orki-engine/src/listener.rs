@@ -19,10 +19,11 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::sync::Locked;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use http_body::{Frame, SizeHint};
@@ -95,7 +96,7 @@ impl Conns {
     /// A place for a new connection, closing the oldest idle one at the cap;
     /// `None` when every open connection is busy.
     fn admit(&self, cap: usize) -> Option<(u64, Arc<Conn>)> {
-        let mut guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.open.locked();
         let (next, open) = &mut *guard;
         if open.len() >= cap {
             let idle = open
@@ -116,7 +117,7 @@ impl Conns {
     }
 
     fn closed(&self, id: u64) {
-        let mut guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.open.locked();
         guard.1.remove(&id);
     }
 }

@@ -12,6 +12,9 @@ use reqwest::{Certificate, Client, RequestBuilder};
 use crate::model::ErrorClass;
 use crate::{Error, Result};
 
+/// The `User-Agent` of every request the engine sends.
+pub const USER_AGENT: &str = concat!("Orki-Webhooks/", env!("CARGO_PKG_VERSION"));
+
 /// The largest part of a response body that is kept in the log.
 pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
@@ -46,7 +49,7 @@ impl Outbound {
         let client = Client::builder()
             .redirect(Policy::none())
             .tls_certs_merge(extra)
-            .user_agent(concat!("Orki-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()

@@ -24,7 +24,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use crate::ids::{DeliveryId, EventId, WebhookId};
 use crate::model::EventRecord;
+use crate::sync::Locked;
 
 /// At most this many bytes of events are kept with queued entries (see
 /// [`footprint`]); past it, the attempt reads the event from the store.
@@ -221,7 +222,7 @@ impl Queue {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.locked()
     }
 
     /// Resolves when something changed that may let the scheduler take a job.

@@ -27,7 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::Error;
 use crate::engine::{EngineEvent, EngineHandle, NewWebhook, WebhookPatch};
-use crate::handshake::Step;
+use crate::error::{ErrorBody, ErrorEnvelope};
 use crate::ids::{AttemptId, DeliveryId, WebhookId};
 use crate::query::{AttemptQuery, ReplayRequest};
 
@@ -35,29 +35,26 @@ use crate::query::{AttemptQuery, ReplayRequest};
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
-    step: Option<Step>,
+    body: ErrorBody,
 }
 
 impl ApiError {
+    /// An error of the HTTP layer itself (Host, token, media type…).
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
-            message: message.into(),
-            step: None,
+            body: ErrorBody {
+                code,
+                message: message.into(),
+                step: None,
+            },
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(step) = self.step {
-            error["step"] = json!(step.as_str());
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        (self.status, Json(ErrorEnvelope { error: self.body })).into_response()
     }
 }
 
@@ -68,15 +65,9 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, status = status.as_u16(), "answered with a server error");
         }
-        let body = e.body();
         Self {
             status,
-            code: body.code,
-            message: body.message,
-            step: match e {
-                Error::Verification(f) => Some(f.step),
-                _ => None,
-            },
+            body: e.body(),
         }
     }
 }
@@ -424,13 +415,7 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRe
 }
 
 fn webhook_id(text: &str) -> ApiResult<WebhookId> {
-    WebhookId::parse(text).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("webhook {text} not found"),
-        )
-    })
+    Ok(WebhookId::parse_or_not_found(text)?)
 }
 
 #[utoipa::path(get, path = "/v1/event-types", tag = "webhooks", security(("admin_token" = [])),
@@ -534,13 +519,7 @@ async fn redeliver(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let id = DeliveryId::parse(&id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("delivery {id} not found"),
-        )
-    })?;
+    let id = DeliveryId::parse_or_not_found(&id)?;
     let delivery = engine.redeliver(id).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
 }
@@ -659,13 +638,7 @@ async fn get_attempt(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let id = AttemptId::parse(&id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("attempt {id} not found"),
-        )
-    })?;
+    let id = AttemptId::parse_or_not_found(&id)?;
     Ok(Json(engine.get_attempt(id).await?).into_response())
 }
 

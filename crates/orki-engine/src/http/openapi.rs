@@ -12,24 +12,7 @@ use crate::engine::{AttemptPage, NewWebhook, SettingsView, WebhookPatch};
 use crate::event_types::EventType;
 use crate::model::{Accepted, AttemptDetail, DeliveryRecord, Webhook};
 
-/// `{"error": {...}}`, the shape of every error.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// One error.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable, e.g. `unknown_event_type`.
-    pub code: String,
-    /// For a person.
-    pub message: String,
-    /// For `verification_failed`: `dns`, `connect`, `tls`, `timeout`, `status`, `challenge_mismatch`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-}
+pub use crate::error::{ErrorBody as ErrorDetail, ErrorEnvelope as ErrorBody};
 
 /// `GET /v1/health`.
 #[derive(Serialize, ToSchema)]

@@ -42,7 +42,7 @@ pub fn encode<T: Record + Serialize>(value: &T) -> Result<Vec<u8>> {
     if value.write_compact(&mut out) {
         return Ok(out);
     }
-    serde_json::to_vec(value).map_err(|e| Error::Storage(format!("encoding a record: {e}")))
+    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
 }
 
 /// Decodes a stored record, in either form; `what` names it in the error.

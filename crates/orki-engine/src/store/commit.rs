@@ -13,6 +13,7 @@ use std::sync::{Mutex, mpsc};
 use tokio::sync::oneshot;
 
 use crate::store::HotTables;
+use crate::sync::Locked;
 use crate::{Error, Result, Store};
 
 /// Most operations in one transaction.
@@ -53,11 +54,7 @@ impl GroupCommit {
     /// database. Later writes fail with `ShuttingDown`.
     pub fn close(&self) {
         let _ = self.tx.send(Msg::Close);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let thread = self.thread.locked().take();
         if let Some(t) = thread
             && t.join().is_err()
         {

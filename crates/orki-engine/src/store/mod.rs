@@ -18,7 +18,7 @@ use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -39,6 +39,7 @@ use crate::store::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
     WEBHOOKS,
 };
+use crate::sync::{Locked, Shared};
 use crate::{Error, Result, Secret};
 use wal::Wal;
 
@@ -554,7 +555,7 @@ impl Store {
     }
 
     fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
-        self.wal.lock().unwrap_or_else(PoisonError::into_inner)
+        self.wal.locked()
     }
 
     /// Begins the transaction of a group-commit batch. Most batches are
@@ -580,7 +581,7 @@ impl Store {
             return Ok(());
         }
         let logged = {
-            let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            let slot = self.db.reading();
             if !slot
                 .db
                 .as_ref()
@@ -693,7 +694,7 @@ impl Store {
 
     /// The open database, or a new try at opening it again.
     fn database(&self) -> Result<Arc<Database>> {
-        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let slot = self.db.reading();
         if let Some(db) = &slot.db {
             return Ok(db.clone());
         }
@@ -710,7 +711,7 @@ impl Store {
     /// new one. With `None` (the slot is empty: the last try failed), it tries
     /// again.
     fn open_again(&self, failed: Option<Arc<Database>>) -> Result<Arc<Database>> {
-        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self.db.writing();
         match (&slot.db, &failed) {
             (Some(current), Some(failed)) if !Arc::ptr_eq(current, failed) => {
                 return Ok(current.clone());
@@ -805,7 +806,7 @@ impl Store {
         let fresh = {
             let mut meta = txn.open_table(META)?;
             let json =
-                String::from_utf8(encode(settings)?).map_err(|e| Error::Storage(e.to_string()))?;
+                String::from_utf8(encode(settings)?).map_err(|e| Error::Internal(e.to_string()))?;
             meta.insert(SETTINGS, json.as_str())?;
             if regenerate_ingest_key {
                 let fresh = Secret::generate("ik_");
@@ -870,7 +871,7 @@ impl Store {
             let mut table = txn.open_table(WEBHOOKS)?;
             let mut webhook: WebhookRecord = match table.get(id.0)? {
                 Some(v) => decode(v.value(), "webhook")?,
-                None => return Err(not_found("webhook", id)),
+                None => return Err(Error::not_found("webhook", id)),
             };
             change(&mut webhook)?;
             table.insert(id.0, encode(&webhook)?.as_slice())?;
@@ -889,7 +890,7 @@ impl Store {
     pub fn delete_webhook(&self, id: WebhookId) -> Result<()> {
         let txn = self.write()?;
         if txn.open_table(WEBHOOKS)?.remove(id.0)?.is_none() {
-            return Err(not_found("webhook", id));
+            return Err(Error::not_found("webhook", id));
         }
         cancel_pending(&txn, id)?;
         txn.commit()?;
@@ -1269,7 +1270,7 @@ impl Store {
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let mut delivery: DeliveryRecord = match deliveries.get(id.0)? {
                 Some(v) => decode(v.value(), "delivery")?,
-                None => return Err(not_found("delivery", id)),
+                None => return Err(Error::not_found("delivery", id)),
             };
             if delivery.test {
                 return Err(Error::invalid(
@@ -1716,7 +1717,7 @@ pub(crate) fn envelope(
     at: DateTime<Utc>,
     data_json: &str,
 ) -> Result<String> {
-    let ty = serde_json::to_string(event_type).map_err(|e| Error::Storage(e.to_string()))?;
+    let ty = serde_json::to_string(event_type).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(format!(
         r#"{{"id":"{id}","type":{ty},"created_at":"{}","data":{data_json}}}"#,
         rfc3339(at)
@@ -1740,13 +1741,6 @@ fn get_record<T: Record>(
     what: &str,
 ) -> Result<Option<T>> {
     table.get(key)?.map(|v| decode(v.value(), what)).transpose()
-}
-
-fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Error {
-    Error::NotFound {
-        kind,
-        id: id.to_string(),
-    }
 }
 
 #[cfg(test)]

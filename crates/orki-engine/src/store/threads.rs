@@ -9,12 +9,13 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::sync::Locked;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -38,7 +39,7 @@ impl StoreThreads {
                     loop {
                         // One thread waits on the queue at a time; the lock is
                         // released before the job runs.
-                        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let next = queue.locked().recv();
                         match next {
                             Ok(job) => job(),
                             Err(mpsc::RecvError) => return,
@@ -128,7 +129,7 @@ mod tests {
                     most.fetch_max(now, Ordering::SeqCst);
                     let _ = started.send(());
                     // Held until the test lets one call finish.
-                    let _ = gate.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let _ = gate.locked().recv();
                     running.fetch_sub(1, Ordering::SeqCst);
                     Ok(())
                 })
