@@ -435,20 +435,12 @@ impl EngineHandle {
         let token = validate_token(&new.verify_token)?;
         let events = validate_events(new.events)?;
         self.handshake(&url, &token).await?;
-        let now = Utc::now();
-        let record = WebhookRecord {
-            id: WebhookId::generate(),
-            url: url.to_string(),
-            verify_token: Secret::new(token),
+        let record = WebhookRecord::new(
+            url.to_string(),
+            Secret::new(token),
             events,
-            enabled: new.enabled.unwrap_or(true),
-            created_at: now,
-            updated_at: now,
-            consecutive_failures: 0,
-            last_attempt_at: None,
-            last_status_code: None,
-            parsed_url: std::sync::OnceLock::new(),
-        };
+            new.enabled.unwrap_or(true),
+        );
         let saved = record.clone();
         self.admin_write(move |s, inner| {
             s.insert_webhook(&saved)?;

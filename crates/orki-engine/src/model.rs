@@ -39,6 +39,24 @@ pub struct WebhookRecord {
 }
 
 impl WebhookRecord {
+    /// A new webhook, never attempted, with a fresh id, created now.
+    pub fn new(url: String, verify_token: Secret, events: Vec<String>, enabled: bool) -> Self {
+        let now = Utc::now();
+        Self {
+            id: WebhookId::generate(),
+            url,
+            verify_token,
+            events,
+            enabled,
+            created_at: now,
+            updated_at: now,
+            consecutive_failures: 0,
+            last_attempt_at: None,
+            last_status_code: None,
+            parsed_url: OnceLock::new(),
+        }
+    }
+
     /// `url`, parsed; `None` if it does not parse (it did when registered).
     pub fn parsed_url(&self) -> Option<url::Url> {
         match self.parsed_url.get() {
@@ -331,20 +349,12 @@ mod tests {
 
     #[test]
     fn the_parsed_url_follows_a_changed_url() {
-        let now = Utc::now();
-        let mut w = WebhookRecord {
-            id: WebhookId::generate(),
-            url: "https://a.example/hook".into(),
-            verify_token: Secret::new("token"),
-            events: vec!["order.paid".into()],
-            enabled: true,
-            created_at: now,
-            updated_at: now,
-            consecutive_failures: 0,
-            last_attempt_at: None,
-            last_status_code: None,
-            parsed_url: OnceLock::new(),
-        };
+        let mut w = WebhookRecord::new(
+            "https://a.example/hook".into(),
+            Secret::new("token"),
+            vec!["order.paid".into()],
+            true,
+        );
         let first = w.parsed_url().expect("parses");
         assert_eq!(first.host_str(), Some("a.example"));
         w.url = "https://b.example/other".into();

@@ -195,20 +195,12 @@ mod tests {
     fn writer_on(path: &Path, every: Duration) -> (Store, WebhookId, GroupCommit) {
         let store = Store::open(path).expect("open");
         store.set_checkpoint_every(every);
-        let now = Utc::now();
-        let hook = WebhookRecord {
-            id: WebhookId::generate(),
-            url: "https://crm.office.lan/hooks".into(),
-            verify_token: Secret::new("a-verify-token"),
-            events: vec!["message.created".into()],
-            enabled: true,
-            created_at: now,
-            updated_at: now,
-            consecutive_failures: 0,
-            last_attempt_at: None,
-            last_status_code: None,
-            parsed_url: Default::default(),
-        };
+        let hook = WebhookRecord::new(
+            "https://crm.office.lan/hooks".into(),
+            Secret::new("a-verify-token"),
+            vec!["message.created".into()],
+            true,
+        );
         store.insert_webhook(&hook).expect("webhook");
         let writes = GroupCommit::start(store.clone()).expect("writer");
         (store, hook.id, writes)
