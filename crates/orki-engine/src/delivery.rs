@@ -10,7 +10,6 @@ use chrono::Utc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::Store;
 use crate::attempt::send;
 use crate::engine::{EngineEvent, EngineHandle};
 use crate::model::{AttemptRecord, ErrorClass, EventRecord, WebhookRecord};
@@ -26,7 +25,7 @@ pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
     loop {
         let now_ms = unix_ms(Utc::now());
         if let Some(plan) = queue.reload_wanted(now_ms) {
-            match engine.blocking(move |s| s.due_jobs(&plan)).await {
+            match engine.storage().due_jobs(plan).await {
                 Ok((jobs, complete)) => {
                     tracing::debug!(entries = jobs.len(), complete, "due queue read");
                     queue.reload(jobs, complete);
@@ -163,9 +162,7 @@ async fn record_until_stored(
             engine
                 .inner
                 .writes
-                .run(move |tables| {
-                    Store::record_attempt_in(tables, &record, &encoded, next_due_ms, threshold)
-                })
+                .record_attempt(record, encoded, next_due_ms, threshold)
                 .await
         }
         .await;
@@ -207,7 +204,7 @@ async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
         return Some((known.event.clone(), webhook.clone(), known.attempt));
     }
     let id = job.delivery_id;
-    let loaded = match engine.blocking(move |s| s.load_job(id)).await {
+    let loaded = match engine.storage().load_job(id).await {
         Ok(loaded) => loaded?,
         Err(e) => {
             tracing::error!(delivery = %id, error = %e, "loading a delivery failed; it stays queued");
@@ -226,10 +223,7 @@ async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
         )),
         _ => {
             let due_ms = job.due_ms;
-            if let Err(e) = engine
-                .blocking(move |s| s.cancel_delivery(id, due_ms))
-                .await
-            {
+            if let Err(e) = engine.storage().cancel_delivery(id, due_ms).await {
                 tracing::error!(delivery = %id, error = %e, "cancelling a delivery failed");
             }
             None

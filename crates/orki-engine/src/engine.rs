@@ -209,9 +209,7 @@ impl EngineHandle {
     ) -> Result<EngineHandle> {
         let outbound = Outbound::new(&config.ca_files, config.request_timeout)?;
         let store_threads = StoreThreads::start(store.clone(), STORE_THREADS)?;
-        let (stored, mut settings, webhooks) = store_threads
-            .run(|s| Ok((s.credentials()?, s.load_settings()?, s.list_webhooks()?)))
-            .await?;
+        let (stored, mut settings, webhooks) = store_threads.starting_state().await?;
         let credentials = Credentials {
             ingest_key: config.ingest_key.clone().unwrap_or(stored.ingest_key),
             admin_token: config.admin_token.clone().unwrap_or(stored.admin_token),
@@ -272,9 +270,15 @@ impl EngineHandle {
 }
 
 impl EngineHandle {
-    /// Runs a blocking store call off the async threads, on the engine's
-    /// store threads (at most [`STORE_THREADS`] calls at once; others wait).
-    pub(crate) async fn blocking<T: Send + 'static>(
+    /// The store's business-level calls, run on the engine's store threads
+    /// (at most [`STORE_THREADS`] at once; others wait).
+    pub(crate) fn storage(&self) -> &StoreThreads {
+        &self.inner.store_threads
+    }
+
+    /// Runs a blocking store call on the store threads (only for the admin
+    /// writes below, which update memory in the same step).
+    async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -371,7 +375,7 @@ impl EngineHandle {
 
     /// The settings as `GET /v1/settings` shows them.
     pub async fn settings_view(&self) -> Result<SettingsView> {
-        let stored = self.blocking(|s| s.load_settings()).await?;
+        let stored = self.storage().load_settings().await?;
         let effective = self.settings();
         let addr = self.inner.local_addr;
         Ok(SettingsView {
@@ -455,7 +459,8 @@ impl EngineHandle {
     /// Changes a webhook; a new URL or token is verified first.
     pub async fn update_webhook(&self, id: WebhookId, patch: WebhookPatch) -> Result<Webhook> {
         let current = self
-            .blocking(move |s| s.get_webhook(id))
+            .storage()
+            .get_webhook(id)
             .await?
             .ok_or_else(|| Error::not_found("webhook", id))?;
         let url = patch
@@ -528,7 +533,8 @@ impl EngineHandle {
     /// One webhook, with its verify token.
     pub async fn get_webhook(&self, id: WebhookId) -> Result<Webhook> {
         let record = self
-            .blocking(move |s| s.get_webhook(id))
+            .storage()
+            .get_webhook(id)
             .await?
             .ok_or_else(|| Error::not_found("webhook", id))?;
         Ok(record.view(self.threshold(), true))
@@ -537,7 +543,7 @@ impl EngineHandle {
     /// All webhooks, oldest first, without tokens.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
         let threshold = self.threshold();
-        let records = self.blocking(|s| s.list_webhooks()).await?;
+        let records = self.storage().list_webhooks().await?;
         Ok(records.iter().map(|r| r.view(threshold, false)).collect())
     }
 
@@ -572,13 +578,7 @@ impl EngineHandle {
         let queue = self.inner.queue.clone();
         self.inner
             .writes
-            .run_then(
-                move |tables| Store::ingest_in(tables, new),
-                move |(accepted, jobs)| {
-                    queue.push(jobs);
-                    accepted
-                },
-            )
+            .ingest(new, move |jobs| queue.push(jobs))
             .await
     }
 
@@ -591,7 +591,8 @@ impl EngineHandle {
         } = query;
         let limit = limit.clamp(1, 500);
         let mut items = self
-            .blocking(move |s| s.list_attempts(&filter, cursor, limit + 1))
+            .storage()
+            .list_attempts(filter, cursor, limit + 1)
             .await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -604,7 +605,8 @@ impl EngineHandle {
 
     /// One attempt with the exact request and the response.
     pub async fn get_attempt(&self, id: AttemptId) -> Result<AttemptDetail> {
-        self.blocking(move |s| s.get_attempt(id))
+        self.storage()
+            .get_attempt(id)
             .await?
             .ok_or_else(|| Error::not_found("attempt", id))
     }
@@ -627,7 +629,8 @@ impl EngineHandle {
 
     async fn test_now(&self, id: WebhookId, sample: EventType) -> Result<AttemptDetail> {
         let webhook = self
-            .blocking(move |s| s.get_webhook(id))
+            .storage()
+            .get_webhook(id)
             .await?
             .ok_or_else(|| Error::not_found("webhook", id))?;
         let now = Utc::now();
@@ -665,7 +668,7 @@ impl EngineHandle {
             test: true,
         };
         let (e, d, r) = (event.clone(), delivery, record.clone());
-        self.blocking(move |s| s.record_test(&e, &d, &r)).await?;
+        self.storage().record_test(e, d, r).await?;
         tracing::info!(webhook = %id, success = record.attempt.success, "test event sent");
         self.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
         Ok(AttemptDetail {
@@ -712,7 +715,8 @@ impl EngineHandle {
         let filter = request.filter()?;
         let dry_run = request.dry_run;
         let webhook = self
-            .blocking(move |s| s.get_webhook(id))
+            .storage()
+            .get_webhook(id)
             .await?
             .ok_or_else(|| Error::not_found("webhook", id))?;
         if !dry_run && !webhook.enabled {
@@ -816,7 +820,7 @@ impl EngineHandle {
 
     /// Deliveries waiting in the due queue.
     pub async fn pending_deliveries(&self) -> Result<u64> {
-        self.blocking(|s| s.pending_count()).await
+        self.storage().pending_count().await
     }
 
     async fn handshake(&self, url: &Url, token: &str) -> Result<()> {

@@ -40,11 +40,9 @@ pub async fn prune_once(engine: &EngineHandle) -> Result<(u64, u64)> {
         let cap = cap_mb.saturating_mul(1024 * 1024);
         // Freed pages are reused, so staying under the cap stops the file's growth.
         let target = cap / 10 * 9;
-        while engine.blocking(|s| s.used_bytes()).await? > target && !cancel.is_cancelled() {
+        while engine.storage().used_bytes().await? > target && !cancel.is_cancelled() {
             // The oldest attempts first, then the events and deliveries as old as they.
-            let (n, newest) = engine
-                .blocking(|s| s.prune_attempts(u64::MAX, BATCH))
-                .await?;
+            let (n, newest) = engine.storage().prune_attempts(u64::MAX, BATCH).await?;
             let Some(newest) = newest else {
                 tracing::warn!(
                     cap_mb,
@@ -71,9 +69,7 @@ async fn prune_older_than(engine: &EngineHandle, cutoff: u64) -> Result<(u64, u6
     let cancel = engine.inner.cancel.clone();
     let mut attempts = 0;
     loop {
-        let (n, _) = engine
-            .blocking(move |s| s.prune_attempts(cutoff, BATCH))
-            .await?;
+        let (n, _) = engine.storage().prune_attempts(cutoff, BATCH).await?;
         attempts += n;
         if (n as usize) < BATCH || cancel.is_cancelled() {
             break;
@@ -83,19 +79,21 @@ async fn prune_older_than(engine: &EngineHandle, cutoff: u64) -> Result<(u64, u6
     let mut after = Some(0u128);
     while let Some(start) = after.filter(|_| !cancel.is_cancelled()) {
         let (_, next) = engine
-            .blocking(move |s| s.prune_deliveries(cutoff, BATCH, start))
+            .storage()
+            .prune_deliveries(cutoff, BATCH, start)
             .await?;
         after = next;
         tokio::task::yield_now().await;
     }
     // Read once per pass, not once per batch: events with a delivery still queued.
-    let keep = std::sync::Arc::new(engine.blocking(|s| s.pending_event_ids()).await?);
+    let keep = std::sync::Arc::new(engine.storage().pending_event_ids().await?);
     let mut events = 0;
     let mut after = Some(0u128);
     while let Some(start) = after.filter(|_| !cancel.is_cancelled()) {
         let keep = keep.clone();
         let (n, next) = engine
-            .blocking(move |s| s.prune_events(cutoff, BATCH, start, &keep))
+            .storage()
+            .prune_events(cutoff, BATCH, start, keep)
             .await?;
         events += n;
         after = next;

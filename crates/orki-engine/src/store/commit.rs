@@ -8,11 +8,13 @@
 //! store's `*_in` functions check before they write), so one bad request never
 //! spoils the others in its batch.
 
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use tokio::sync::oneshot;
 
-use crate::store::HotTables;
+use crate::model::{Accepted, AttemptRecord};
+use crate::queue::QueuedJob;
+use crate::store::{Health, HotTables, NewEvent};
 use crate::sync::Locked;
 use crate::{Error, Result, Store};
 
@@ -62,8 +64,42 @@ impl GroupCommit {
         }
     }
 
+    /// Stores an event with one delivery per subscribed webhook (or finds
+    /// the event its idempotency key already stored), then hands the new jobs
+    /// to `queue_jobs` on the writer thread once that is durable, before
+    /// answering: a caller that hangs up cannot strand them.
+    pub async fn ingest(
+        &self,
+        new: NewEvent,
+        queue_jobs: impl FnOnce(Vec<QueuedJob>) + Send + 'static,
+    ) -> Result<Accepted> {
+        self.run_then(
+            move |tables| Store::ingest_in(tables, new),
+            move |(accepted, jobs)| {
+                queue_jobs(jobs);
+                accepted
+            },
+        )
+        .await
+    }
+
+    /// Stores an attempt (`encoded` is its stored form) with the next step of
+    /// its delivery; resolves after the commit with the webhook's new health.
+    pub async fn record_attempt(
+        &self,
+        record: Arc<AttemptRecord>,
+        encoded: Vec<u8>,
+        next_due_ms: Option<u64>,
+        warning_threshold: u32,
+    ) -> Result<Option<Health>> {
+        self.run(move |tables| {
+            Store::record_attempt_in(tables, &record, &encoded, next_due_ms, warning_threshold)
+        })
+        .await
+    }
+
     /// Runs `op` in the next batch; resolves after its commit.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         op: impl for<'t> FnOnce(&mut HotTables<'t>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -74,7 +110,7 @@ impl GroupCommit {
     /// thread once the commit is durable, before answering. What a commit
     /// changes is made known to the in-memory side here, by the committing
     /// side: the caller may be gone by then (a client that hung up).
-    pub async fn run_then<T: Send + 'static, U: Send + 'static>(
+    pub(crate) async fn run_then<T: Send + 'static, U: Send + 'static>(
         &self,
         op: impl for<'t> FnOnce(&mut HotTables<'t>) -> Result<T> + Send + 'static,
         then: impl FnOnce(T) -> U + Send + 'static,

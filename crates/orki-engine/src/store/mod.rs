@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod commit;
+mod facade;
 pub mod tables;
 pub(crate) mod threads;
 pub mod wal;
