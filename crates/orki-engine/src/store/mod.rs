@@ -10,6 +10,8 @@
 
 pub mod codec;
 pub mod commit;
+#[cfg(test)]
+mod conformance;
 mod facade;
 pub mod tables;
 pub(crate) mod threads;
