@@ -219,9 +219,8 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::Secret;
     use crate::ids::{DeliveryId, WebhookId};
-    use crate::model::{Accepted, WebhookRecord};
+    use crate::model::Accepted;
     use crate::store::tests::attempt;
     use crate::store::wal;
     use crate::store::{AttemptFilter, NewEvent, unix_ms};
@@ -231,12 +230,7 @@ mod tests {
     fn writer_on(path: &Path, every: Duration) -> (Store, WebhookId, GroupCommit) {
         let store = Store::open(path).expect("open");
         store.set_checkpoint_every(every);
-        let hook = WebhookRecord::new(
-            "https://crm.office.lan/hooks".into(),
-            Secret::new("a-verify-token"),
-            vec!["message.created".into()],
-            true,
-        );
+        let hook = crate::store::tests::crm_webhook();
         store.insert_webhook(&hook).expect("webhook");
         let writes = GroupCommit::start(store.clone()).expect("writer");
         (store, hook.id, writes)

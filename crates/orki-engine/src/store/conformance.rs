@@ -14,10 +14,9 @@ use chrono::Utc;
 use super::commit::GroupCommit;
 use super::threads::StoreThreads;
 use super::{AttemptFilter, NewEvent, Store, wal};
-use crate::Secret;
 use crate::error::Error;
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
-use crate::model::{Accepted, WebhookRecord};
+use crate::model::Accepted;
 use crate::queue::{QueuedJob, ReloadPlan};
 
 /// A store with one webhook subscribed to `message.created`.
@@ -34,12 +33,7 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("orki.redb");
         let store = Store::open(&path).expect("open");
-        let hook = WebhookRecord::new(
-            "https://crm.office.lan/hooks".into(),
-            Secret::new("a-verify-token"),
-            vec!["message.created".into()],
-            true,
-        );
+        let hook = super::tests::crm_webhook();
         store.insert_webhook(&hook).expect("webhook");
         let threads = StoreThreads::start(store.clone(), 2).expect("threads");
         let writes = GroupCommit::start(store).expect("writer");

@@ -1757,6 +1757,16 @@ pub(crate) mod tests {
     use crate::model::RequestRecord;
 
     /// A finished attempt to `wh` at `at_ms` (ids made at that time).
+    /// The webhook the store's tests subscribe: `message.created`, enabled.
+    pub(crate) fn crm_webhook() -> WebhookRecord {
+        WebhookRecord::new(
+            "https://crm.office.lan/hooks".into(),
+            crate::Secret::new("a-verify-token"),
+            vec!["message.created".into()],
+            true,
+        )
+    }
+
     pub(crate) fn attempt(
         wh: WebhookId,
         at_ms: u64,
