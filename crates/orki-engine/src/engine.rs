@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -29,8 +29,8 @@ use crate::retry::format_duration;
 use crate::settings::Settings;
 use crate::store::commit::GroupCommit;
 use crate::store::threads::StoreThreads;
-use crate::store::{Credentials, Health, NewEvent};
-use crate::sync::{Locked, Shared};
+use crate::store::{Credentials, Health, NewEvent, StoredState};
+use crate::sync::Shared;
 use crate::{Config, Error, Result, Secret, Store};
 use serde_json::{Map, Value};
 
@@ -170,10 +170,6 @@ pub(crate) struct Inner {
     pub(crate) cancel: CancellationToken,
     /// Where the blocking store calls run (see [`EngineHandle::blocking`]).
     store_threads: StoreThreads,
-    /// Held by an admin write from its transaction until the in-memory side
-    /// (webhook cache, queue, settings) shows it, so two writes cannot leave
-    /// the cache in the older one's state.
-    admin_writes: Mutex<()>,
     /// Work that must finish even if the caller goes away (see [`EngineHandle::detached`]).
     tasks: TaskTracker,
 }
@@ -194,6 +190,57 @@ impl Inner {
             Some(r) => cache.insert(id, Arc::new(r)),
             None => cache.remove(&id),
         };
+    }
+}
+
+impl Inner {
+    /// How memory differs from `stored` (see [`EngineHandle::memory_mismatches`]).
+    fn mismatches(&self, stored: StoredState) -> Vec<String> {
+        let mut out = Vec::new();
+        let webhooks: HashMap<WebhookId, WebhookRecord> =
+            stored.webhooks.into_iter().map(|w| (w.id, w)).collect();
+        let cache = self.webhooks.reading().clone();
+        for (id, w) in &webhooks {
+            match cache.get(id) {
+                None => out.push(format!("webhook {id} is stored but not cached")),
+                Some(c) => {
+                    if c.url != w.url
+                        || c.enabled != w.enabled
+                        || c.events != w.events
+                        || !c.verify_token.matches(w.verify_token.expose())
+                    {
+                        out.push(format!("webhook {id} is cached unlike it is stored"));
+                    }
+                }
+            }
+        }
+        for id in cache.keys().filter(|id| !webhooks.contains_key(id)) {
+            out.push(format!("webhook {id} is cached but not stored"));
+        }
+        let (settings, effective, config) = (&stored.settings, self.settings_now(), &self.config);
+        if settings.retention_days != effective.retention_days
+            || settings.max_database_mb != effective.max_database_mb
+            || settings.allow_http_localhost != effective.allow_http_localhost
+            || (config.warning_threshold.is_none()
+                && settings.warning_threshold != effective.warning_threshold)
+            || (config.retry.is_none() && settings.retry_schedule_ms != effective.retry_schedule_ms)
+        {
+            out.push("the settings in force are not the stored ones".to_owned());
+        }
+        let key = self.credentials.reading().ingest_key.clone();
+        if config.ingest_key.is_none() && !key.matches(stored.ingest_key.expose()) {
+            out.push("the ingest key in force is not the stored one".to_owned());
+        }
+        if let Some((held, due)) = stored.due {
+            for id in due.iter().filter(|id| !held.contains(id)) {
+                out.push(format!("delivery {id} is due in the store but not queued"));
+            }
+            let due: HashSet<DeliveryId> = due.into_iter().collect();
+            for id in held.iter().filter(|id| !due.contains(id)) {
+                out.push(format!("delivery {id} is queued but not due in the store"));
+            }
+        }
+        out
     }
 }
 
@@ -254,7 +301,6 @@ impl EngineHandle {
                 events,
                 cancel: cancel.clone(),
                 store_threads,
-                admin_writes: Mutex::new(()),
                 tasks,
             }),
         };
@@ -274,32 +320,6 @@ impl EngineHandle {
     /// (at most [`STORE_THREADS`] at once; others wait).
     pub(crate) fn storage(&self) -> &StoreThreads {
         &self.inner.store_threads
-    }
-
-    /// Runs a blocking store call on the store threads (only for the admin
-    /// writes below, which update memory in the same step).
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.inner.store_threads.run(f).await
-    }
-
-    /// Runs an admin write and what it changes in memory (the webhook cache, the
-    /// queue, the settings) on a store thread, as one piece: the job runs to the
-    /// end once handed over, so a caller that goes away (a client that hangs
-    /// up) cannot leave the in-memory side behind the database. `f` must only
-    /// touch memory after its transaction committed.
-    async fn admin_write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store, &Inner) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let inner = self.inner.clone();
-        self.blocking(move |s| {
-            let _order = inner.admin_writes.locked();
-            f(s, &inner)
-        })
-        .await
     }
 
     /// Runs `work` as a task of the engine and waits for it: dropping the
@@ -401,35 +421,38 @@ impl EngineHandle {
     /// Changes settings (`PATCH /v1/settings`): all fields are validated first, and a
     /// bad one changes nothing. `regenerate_ingest_key: true` makes a new ingest key.
     pub async fn update_settings(&self, patch: Map<String, Value>) -> Result<SettingsView> {
+        let fields: Vec<String> = patch.keys().cloned().collect();
         let key_from_env = self.inner.config.ingest_key.is_some();
-        self.admin_write(move |s, inner| {
-            let mut stored = s.load_settings()?;
-            let before = stored.clone();
-            let regenerate = stored.apply_patch(&patch)?;
-            if regenerate && key_from_env {
-                return Err(Error::Conflict {
-                    code: "ingest_key_from_env",
-                    message: "the ingest key is set by ORKI_INGEST_KEY; change it there".into(),
-                });
-            }
-            if stored == before && !regenerate {
-                // `{}`, or only the values already stored: nothing is written.
-                return Ok(());
-            }
-            let fresh = s.save_settings(&stored, regenerate)?;
-            {
-                let mut effective = inner.settings.writing();
-                // Same checks as on `stored`, so this cannot fail halfway.
-                effective.apply_patch(&patch)?;
-            }
-            if let Some(key) = fresh {
-                inner.credentials.writing().ingest_key = key;
-                tracing::info!("ingest key regenerated");
-            }
-            tracing::info!(fields = ?patch.keys().collect::<Vec<_>>(), "settings changed");
-            Ok(())
-        })
-        .await?;
+        let (inner, applied) = (self.inner.clone(), patch.clone());
+        // `{}`, or only the values already stored: nothing is written.
+        let written = self
+            .storage()
+            .change_settings(
+                move |stored| {
+                    let regenerate = stored.apply_patch(&patch)?;
+                    if regenerate && key_from_env {
+                        return Err(Error::Conflict {
+                            code: "ingest_key_from_env",
+                            message: "the ingest key is set by ORKI_INGEST_KEY; change it there"
+                                .into(),
+                        });
+                    }
+                    Ok(regenerate)
+                },
+                move |fresh| {
+                    // Same checks as on the stored settings, so this cannot fail halfway.
+                    inner.settings.writing().apply_patch(&applied)?;
+                    if let Some(key) = fresh {
+                        inner.credentials.writing().ingest_key = key;
+                        tracing::info!("ingest key regenerated");
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        if written {
+            tracing::info!(fields = ?fields, "settings changed");
+        }
         self.settings_view().await
     }
 
@@ -445,13 +468,12 @@ impl EngineHandle {
             events,
             new.enabled.unwrap_or(true),
         );
-        let saved = record.clone();
-        self.admin_write(move |s, inner| {
-            s.insert_webhook(&saved)?;
-            inner.cache_webhook(saved.id, Some(saved));
-            Ok(())
-        })
-        .await?;
+        let inner = self.inner.clone();
+        self.storage()
+            .insert_webhook(record.clone(), move |saved| {
+                inner.cache_webhook(saved.id, Some(saved))
+            })
+            .await?;
         tracing::info!(webhook = %record.id, url = %redacted(&url), "webhook registered");
         Ok(record.view(self.threshold(), true))
     }
@@ -489,9 +511,12 @@ impl EngineHandle {
             self.handshake(&check_url, &check_token).await?;
         }
         let enabled = patch.enabled;
+        let inner = self.inner.clone();
         let updated = self
-            .admin_write(move |s, inner| {
-                let updated = s.update_webhook(id, |w| {
+            .storage()
+            .update_webhook(
+                id,
+                move |w| {
                     // `updated_at` moves only when something does (not for `{}`).
                     let mut changed = false;
                     if let Some(u) = url.filter(|u| u.as_str() != w.url) {
@@ -518,13 +543,14 @@ impl EngineHandle {
                         w.updated_at = Utc::now();
                     }
                     Ok(())
-                })?;
-                inner.cache_webhook(id, Some(updated.clone()));
-                if !updated.enabled {
-                    inner.queue.forget_webhook(id);
-                }
-                Ok(updated)
-            })
+                },
+                move |updated| {
+                    inner.cache_webhook(id, Some(updated.clone()));
+                    if !updated.enabled {
+                        inner.queue.forget_webhook(id);
+                    }
+                },
+            )
             .await?;
         tracing::info!(webhook = %id, "webhook updated");
         Ok(updated.view(self.threshold(), true))
@@ -549,13 +575,13 @@ impl EngineHandle {
 
     /// Deletes a webhook and cancels its pending deliveries.
     pub async fn delete_webhook(&self, id: WebhookId) -> Result<()> {
-        self.admin_write(move |s, inner| {
-            s.delete_webhook(id)?;
-            inner.cache_webhook(id, None);
-            inner.queue.forget_webhook(id);
-            Ok(())
-        })
-        .await?;
+        let inner = self.inner.clone();
+        self.storage()
+            .delete_webhook(id, move || {
+                inner.cache_webhook(id, None);
+                inner.queue.forget_webhook(id);
+            })
+            .await?;
         tracing::info!(webhook = %id, "webhook deleted");
         Ok(())
     }
@@ -686,10 +712,11 @@ impl EngineHandle {
     /// Queues one delivery for a new attempt at once, whatever its state.
     pub async fn redeliver(&self, id: DeliveryId) -> Result<DeliveryRecord> {
         let now_ms = crate::store::unix_ms(Utc::now());
+        let queue = self.inner.queue.clone();
         let delivery = self
-            .admin_write(move |s, inner| {
-                let (delivery, old_due_ms) = s.redeliver(id, now_ms)?;
-                inner.queue.requeue(
+            .storage()
+            .redeliver(id, now_ms, move |delivery, old_due_ms| {
+                queue.requeue(
                     old_due_ms,
                     QueuedJob {
                         due_ms: now_ms,
@@ -697,8 +724,7 @@ impl EngineHandle {
                         webhook_id: delivery.webhook_id,
                         known: None,
                     },
-                );
-                Ok(delivery)
+                )
             })
             .await?;
         tracing::info!(delivery = %id, "redelivery queued");
@@ -726,24 +752,23 @@ impl EngineHandle {
             });
         }
         let requeue = (!dry_run).then(|| (crate::store::unix_ms(Utc::now()), REPLAY_PACE_MS));
+        let queue = self.inner.queue.clone();
         let count = self
-            .admin_write(move |s, inner| {
-                let chosen = s.replay_failed(id, &filter, requeue)?;
-                let count = chosen.len() as u64;
-                if requeue.is_some() && count > 0 {
-                    inner.queue.push(chosen.into_iter().filter_map(|d| {
-                        Some(QueuedJob {
-                            due_ms: d.due_ms?,
-                            delivery_id: d.id,
-                            webhook_id: d.webhook_id,
-                            known: None,
-                        })
-                    }));
-                    tracing::info!(webhook = %id, count, "failed deliveries replayed");
-                }
-                Ok(count)
+            .storage()
+            .replay_failed(id, filter, requeue, move |chosen| {
+                queue.push(chosen.iter().filter_map(|d| {
+                    Some(QueuedJob {
+                        due_ms: d.due_ms?,
+                        delivery_id: d.id,
+                        webhook_id: d.webhook_id,
+                        known: None,
+                    })
+                }))
             })
             .await?;
+        if requeue.is_some() && count > 0 {
+            tracing::info!(webhook = %id, count, "failed deliveries replayed");
+        }
         Ok(ReplayResult {
             dry_run,
             count,
@@ -757,65 +782,13 @@ impl EngineHandle {
     /// all of it). Empty when they agree. Meaningful once the engine is quiet
     /// (no ingest or attempt in flight); tests and diagnostics call it.
     pub async fn memory_mismatches(&self) -> Result<Vec<String>> {
-        self.admin_write(|s, inner| {
-            let mut out = Vec::new();
-            let stored: HashMap<WebhookId, WebhookRecord> =
-                s.list_webhooks()?.into_iter().map(|w| (w.id, w)).collect();
-            let cache = inner.webhooks.reading().clone();
-            for (id, w) in &stored {
-                match cache.get(id) {
-                    None => out.push(format!("webhook {id} is stored but not cached")),
-                    Some(c) => {
-                        if c.url != w.url
-                            || c.enabled != w.enabled
-                            || c.events != w.events
-                            || !c.verify_token.matches(w.verify_token.expose())
-                        {
-                            out.push(format!("webhook {id} is cached unlike it is stored"));
-                        }
-                    }
-                }
-            }
-            for id in cache.keys().filter(|id| !stored.contains_key(id)) {
-                out.push(format!("webhook {id} is cached but not stored"));
-            }
-            let (stored, effective) = (s.load_settings()?, inner.settings_now());
-            let config = &inner.config;
-            if stored.retention_days != effective.retention_days
-                || stored.max_database_mb != effective.max_database_mb
-                || stored.allow_http_localhost != effective.allow_http_localhost
-                || (config.warning_threshold.is_none()
-                    && stored.warning_threshold != effective.warning_threshold)
-                || (config.retry.is_none()
-                    && stored.retry_schedule_ms != effective.retry_schedule_ms)
-            {
-                out.push("the settings in force are not the stored ones".to_owned());
-            }
-            let stored_key = s.credentials()?.ingest_key;
-            let key = inner.credentials.reading().ingest_key.clone();
-            if config.ingest_key.is_none() && !key.matches(stored_key.expose()) {
-                out.push("the ingest key in force is not the stored one".to_owned());
-            }
-            if let Some(held) = inner.queue.holds() {
-                let plan = crate::queue::ReloadPlan {
-                    limit: usize::MAX,
-                    known: held.clone(),
-                };
-                let (due, _) = s.due_jobs(&plan)?;
-                for job in due.iter().filter(|j| !held.contains(&j.delivery_id)) {
-                    out.push(format!(
-                        "delivery {} is due in the store but not queued",
-                        job.delivery_id
-                    ));
-                }
-                let due: HashSet<DeliveryId> = due.iter().map(|j| j.delivery_id).collect();
-                for id in held.iter().filter(|id| !due.contains(id)) {
-                    out.push(format!("delivery {id} is queued but not due in the store"));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let (queue, inner) = (self.inner.queue.clone(), self.inner.clone());
+        self.storage()
+            .compare_with_memory(
+                move || queue.holds(),
+                move |stored| inner.mismatches(stored),
+            )
+            .await
     }
 
     /// Deliveries waiting in the due queue.

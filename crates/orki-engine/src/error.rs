@@ -1,5 +1,5 @@
 //! The engine's error type. The HTTP layer maps it to status codes in one place
-//! (`api::ApiError`); the desktop shell serialises it for the window.
+//! (`http::ApiError`); the desktop shell serialises it for the window.
 
 use crate::verification::VerificationFailure;
 
@@ -88,24 +88,6 @@ impl Error {
         }
     }
 }
-
-macro_rules! storage_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::Storage(e.to_string())
-            }
-        }
-    )*};
-}
-storage_from!(
-    redb::Error,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::DatabaseError
-);
 
 /// An error as the admin API and the desktop window show it:
 /// `{"code", "message", "step"?}` (the `error` object of SPEC.md).

@@ -1,9 +1,8 @@
 //! The business-level, async side of the store that the engine, the
 //! scheduler and retention call: one method per question or change, run on
 //! the store's own threads. Callers never see a `&Store` or a transaction.
-//! (Admin writes that must update memory in the same step still go through
-//! [`StoreThreads::admin_write`]; ingest and attempt records through
-//! [`crate::store::commit::GroupCommit`].)
+//! (The admin writes, which also update memory, are in `store::admin`;
+//! ingest and attempt records go through [`crate::store::commit::GroupCommit`].)
 
 use std::collections::HashSet;
 use std::sync::Arc;

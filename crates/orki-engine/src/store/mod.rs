@@ -8,13 +8,17 @@
 //! replays. The calls block; the engine runs them on its store threads or its
 //! group-commit writer (see `EngineHandle::blocking`).
 
+mod admin;
 pub mod codec;
 pub mod commit;
 #[cfg(test)]
 mod conformance;
 mod facade;
+mod redb_errors;
 pub mod tables;
 pub(crate) mod threads;
+
+pub(crate) use admin::StoredState;
 pub mod wal;
 
 use std::borrow::Borrow;

@@ -24,6 +24,9 @@ type Job = Box<dyn FnOnce() + Send>;
 pub(crate) struct StoreThreads {
     jobs: mpsc::Sender<Job>,
     store: Store,
+    /// Held by an admin write from its transaction to the end of its
+    /// memory step (see `store::admin`).
+    admin_order: Arc<Mutex<()>>,
 }
 
 impl StoreThreads {
@@ -51,12 +54,20 @@ impl StoreThreads {
                     source,
                 })?;
         }
-        Ok(Self { jobs, store })
+        Ok(Self {
+            jobs,
+            store,
+            admin_order: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub(super) fn admin_order(&self) -> Arc<Mutex<()>> {
+        self.admin_order.clone()
     }
 
     /// Runs `f` on one of the threads and waits for its answer. A panic in
     /// `f` is a storage error for this call; the thread goes on serving.
-    pub(crate) async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
