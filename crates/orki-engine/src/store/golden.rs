@@ -9,13 +9,39 @@
 //! A new version of a format gets a new directory (`v2`) next to the old one,
 //! whose tests stay: old files must keep reading.
 
+use super::attempts::BY_TYPE;
+use super::attempts::BY_WEBHOOK;
+use super::attempts::all_type_codes;
+use super::attempts::index_key;
+use super::attempts::type_code;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use sha2::{Digest, Sha256};
 
 use super::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redb::{Key, ReadTransaction, ReadableTable, Value};
+
+use crate::Secret;
+use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
+use crate::model::{
+    Attempt, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord, IdempotencyRecord,
+    WebhookRecord,
+};
 use crate::model::{ErrorClass, RequestRecord, ResponseRecord};
+use crate::queue::ReloadPlan;
+use crate::settings::Settings;
+use crate::store::codec::{Record, decode, encode};
+use crate::store::tables::{
+    ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
+    WEBHOOKS,
+};
 
 /// The directory of this version's golden files.
 fn data_dir() -> PathBuf {
