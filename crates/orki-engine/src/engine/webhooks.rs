@@ -1,0 +1,435 @@
+//! The registry: registering (with the handshake), changing, listing and
+//! deleting webhooks, test events, and the checks of what the admin enters.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use url::{Host, Url};
+
+use super::{EngineEvent, EngineHandle};
+use crate::event_types::{self, EventType};
+use crate::handshake;
+use crate::ids::{DeliveryId, EventId, WebhookId};
+use crate::model::redacted;
+use crate::model::{
+    AttemptDetail, DeliveryRecord, DeliveryState, EventRecord, RequestView, Webhook, WebhookRecord,
+};
+use crate::{Error, Result, Secret};
+
+/// A new webhook as the admin enters it.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// `https://…` (or `http://` to loopback when allowed), at most 2048
+    /// characters, without a `#fragment`.
+    #[schema(format = "uri", pattern = "^https://[^#]+$", max_length = 2048)]
+    pub url: String,
+    /// The shared secret: 1–512 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub verify_token: String,
+    /// Event types to subscribe to (at least one).
+    #[schema(value_type = Vec<crate::event_types::EventTypeName>, min_items = 1)]
+    pub events: Vec<String>,
+    /// Starts enabled unless `false`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Changes to a webhook; absent fields stay as they are.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    /// A new URL (re-runs the handshake).
+    #[schema(format = "uri", pattern = "^https://[^#]+$", max_length = 2048)]
+    pub url: Option<String>,
+    /// A new verify token (re-runs the handshake).
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub verify_token: Option<String>,
+    /// New subscriptions (at least one).
+    #[schema(value_type = Option<Vec<crate::event_types::EventTypeName>>, min_items = 1)]
+    pub events: Option<Vec<String>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+impl EngineHandle {
+    /// Registers a webhook: validates, runs the handshake, then saves.
+    pub async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook> {
+        let url = self.validate_url(&new.url)?;
+        let token = validate_token(&new.verify_token)?;
+        let events = validate_events(new.events)?;
+        self.handshake(&url, &token).await?;
+        let record = WebhookRecord::new(
+            url.to_string(),
+            Secret::new(token),
+            events,
+            new.enabled.unwrap_or(true),
+        );
+        let inner = self.inner.clone();
+        self.storage()
+            .insert_webhook(record.clone(), move |saved| {
+                inner.cache_webhook(saved.id, Some(saved))
+            })
+            .await?;
+        tracing::info!(webhook = %record.id, url = %redacted(&url), "webhook registered");
+        Ok(record.view(self.threshold(), true))
+    }
+
+    /// Changes a webhook; a new URL or token is verified first.
+    pub async fn update_webhook(&self, id: WebhookId, patch: WebhookPatch) -> Result<Webhook> {
+        let current = self
+            .storage()
+            .get_webhook(id)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook", id))?;
+        let url = patch
+            .url
+            .as_deref()
+            .map(|u| self.validate_url(u))
+            .transpose()?;
+        let token = patch
+            .verify_token
+            .as_deref()
+            .map(validate_token)
+            .transpose()?;
+        let events = patch.events.map(validate_events).transpose()?;
+        let url_changed = url.as_ref().is_some_and(|u| u.as_str() != current.url);
+        let token_changed = token
+            .as_ref()
+            .is_some_and(|t| !current.verify_token.matches(t));
+        if url_changed || token_changed {
+            let check_url = match &url {
+                Some(u) => u.clone(),
+                None => Url::parse(&current.url).map_err(|e| Error::Corrupt(e.to_string()))?,
+            };
+            let check_token = token
+                .clone()
+                .unwrap_or_else(|| current.verify_token.expose().to_owned());
+            self.handshake(&check_url, &check_token).await?;
+        }
+        let enabled = patch.enabled;
+        let inner = self.inner.clone();
+        let updated = self
+            .storage()
+            .update_webhook(
+                id,
+                move |w| {
+                    // `updated_at` moves only when something does (not for `{}`).
+                    let mut changed = false;
+                    if let Some(u) = url.filter(|u| u.as_str() != w.url) {
+                        w.url = u.to_string();
+                        changed = true;
+                    }
+                    if let Some(t) = token.filter(|t| !w.verify_token.matches(t)) {
+                        w.verify_token = Secret::new(t);
+                        changed = true;
+                    }
+                    if let Some(e) = events.filter(|e| *e != w.events) {
+                        w.events = e;
+                        changed = true;
+                    }
+                    if let Some(e) = enabled.filter(|e| *e != w.enabled) {
+                        if e {
+                            // A re-enabled webhook starts with a clean slate.
+                            w.consecutive_failures = 0;
+                        }
+                        w.enabled = e;
+                        changed = true;
+                    }
+                    if changed {
+                        w.updated_at = Utc::now();
+                    }
+                    Ok(())
+                },
+                move |updated| {
+                    inner.cache_webhook(id, Some(updated.clone()));
+                    if !updated.enabled {
+                        inner.queue.forget_webhook(id);
+                    }
+                },
+            )
+            .await?;
+        tracing::info!(webhook = %id, "webhook updated");
+        Ok(updated.view(self.threshold(), true))
+    }
+
+    /// One webhook, with its verify token.
+    pub async fn get_webhook(&self, id: WebhookId) -> Result<Webhook> {
+        let record = self
+            .storage()
+            .get_webhook(id)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook", id))?;
+        Ok(record.view(self.threshold(), true))
+    }
+
+    /// All webhooks, oldest first, without tokens.
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
+        let threshold = self.threshold();
+        let records = self.storage().list_webhooks().await?;
+        Ok(records.iter().map(|r| r.view(threshold, false)).collect())
+    }
+
+    /// Deletes a webhook and cancels its pending deliveries.
+    pub async fn delete_webhook(&self, id: WebhookId) -> Result<()> {
+        let inner = self.inner.clone();
+        self.storage()
+            .delete_webhook(id, move || {
+                inner.cache_webhook(id, None);
+                inner.queue.forget_webhook(id);
+            })
+            .await?;
+        tracing::info!(webhook = %id, "webhook deleted");
+        Ok(())
+    }
+
+    /// Sends the sample of `event_type` to a webhook now, signed like any delivery,
+    /// and records it as a test (not counted in the webhook's health).
+    pub async fn send_test(&self, id: WebhookId, event_type: &str) -> Result<AttemptDetail> {
+        let sample = event_types::find(event_type).ok_or_else(|| {
+            Error::invalid(
+                "unknown_event_type",
+                event_types::unknown_message(event_type),
+            )
+        })?;
+        // Sent and recorded by a task of the engine: a test the endpoint
+        // received is in the log even if the admin's request was cut off.
+        let engine = self.clone();
+        self.detached(async move { engine.test_now(id, sample).await })
+            .await
+    }
+
+    async fn test_now(&self, id: WebhookId, sample: EventType) -> Result<AttemptDetail> {
+        let webhook = self
+            .storage()
+            .get_webhook(id)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook", id))?;
+        let now = Utc::now();
+        let event_id = EventId::generate();
+        let event = EventRecord {
+            id: event_id,
+            event_type: sample.name.to_owned(),
+            created_at: now,
+            payload: crate::store::envelope(
+                event_id,
+                sample.name,
+                now,
+                &sample.sample.to_string(),
+            )?,
+            test: true,
+            idempotency_key: None,
+        };
+        let delivery_id = DeliveryId::generate();
+        let (record, _) =
+            crate::attempt::send(&self.inner.outbound, &webhook, &event, delivery_id, 1, true)
+                .await;
+        let delivery = DeliveryRecord {
+            id: delivery_id,
+            event_id,
+            webhook_id: id,
+            event_type: event.event_type.clone(),
+            created_at: now,
+            attempts: 1,
+            state: if record.attempt.success {
+                DeliveryState::Succeeded
+            } else {
+                DeliveryState::Failed
+            },
+            due_ms: None,
+            test: true,
+        };
+        let (e, d, r) = (event.clone(), delivery, record.clone());
+        self.storage().record_test(e, d, r).await?;
+        tracing::info!(webhook = %id, success = record.attempt.success, "test event sent");
+        self.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
+        Ok(AttemptDetail {
+            attempt: record.attempt,
+            request: RequestView {
+                url: record.request.url,
+                method: record.request.method,
+                headers: record.request.headers,
+                body: Some(event.payload),
+            },
+            response: record.response,
+        })
+    }
+
+    async fn handshake(&self, url: &Url, token: &str) -> Result<()> {
+        handshake::verify(&self.inner.outbound, url, token)
+            .await
+            .map_err(|failure| {
+                tracing::info!(url = %redacted(url), step = failure.step.as_str(), "handshake failed");
+                Error::Verification(failure)
+            })
+    }
+
+    fn validate_url(&self, text: &str) -> Result<Url> {
+        let allow = self.inner.config.allow_http_localhost || self.settings().allow_http_localhost;
+        validate_url(text, allow)
+    }
+}
+
+/// Checks a webhook URL: absolute, `https://` (or `http://` to loopback when allowed).
+pub fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url> {
+    let text = text.trim();
+    if text.chars().count() > 2048 {
+        return Err(Error::invalid(
+            "invalid_url",
+            "the URL is longer than 2048 characters",
+        ));
+    }
+    let url = Url::parse(text)
+        .map_err(|e| Error::invalid("invalid_url", format!("{text:?} is not a valid URL: {e}")))?;
+    if url.host().is_none() {
+        return Err(Error::invalid("invalid_url", "the URL has no host"));
+    }
+    if url.fragment().is_some() {
+        return Err(Error::invalid(
+            "invalid_url",
+            "the URL must not have a #fragment",
+        ));
+    }
+    // It would be sent as Basic auth and shown wherever the URL is.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(
+            "invalid_url",
+            "the URL must not contain a user name or password (they would be shown in the webhook list and the log); have the endpoint check the X-Hub-Signature-256 signature instead, or send credentials as a custom request header once webhooks have them",
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_http_localhost && is_loopback(&url) => Ok(url),
+        "http" if is_loopback(&url) => Err(Error::invalid(
+            "https_required",
+            "webhook URLs must use https://; plain http:// to localhost needs the setting \"allow plain HTTP to localhost for development\" (--allow-http-localhost)",
+        )),
+        "http" => Err(Error::invalid(
+            "https_required",
+            "webhook URLs must use https:// so that deliveries are encrypted",
+        )),
+        other => Err(Error::invalid(
+            "invalid_url",
+            format!("the URL scheme must be https, not {other:?}"),
+        )),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn validate_token(token: &str) -> Result<String> {
+    if token.is_empty() {
+        return Err(Error::invalid(
+            "invalid_verify_token",
+            "the verify token must not be empty",
+        ));
+    }
+    if token.chars().count() > 512 {
+        return Err(Error::invalid(
+            "invalid_verify_token",
+            "the verify token must be at most 512 characters",
+        ));
+    }
+    if token.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "invalid_verify_token",
+            "the verify token must not contain control characters",
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+fn validate_events(events: Vec<String>) -> Result<Vec<String>> {
+    if events.is_empty() {
+        return Err(Error::invalid(
+            "no_events",
+            "subscribe to at least one event type",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for e in events {
+        if !event_types::is_known(&e) {
+            return Err(Error::invalid(
+                "unknown_event_type",
+                event_types::unknown_message(&e),
+            ));
+        }
+        if seen.insert(e.clone()) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_https_unless_loopback_http_is_allowed() {
+        assert!(validate_url("https://example.com/hook", false).is_ok());
+        let err = |u: &str, allow: bool| match validate_url(u, allow) {
+            Err(Error::Invalid { code, .. }) => code,
+            other => panic!("{u}: {other:?}"),
+        };
+        assert_eq!(err("http://example.com/hook", false), "https_required");
+        assert_eq!(err("http://example.com/hook", true), "https_required");
+        assert_eq!(err("http://127.0.0.1:9/hook", false), "https_required");
+        assert!(validate_url("http://127.0.0.1:9/hook", true).is_ok());
+        assert!(validate_url("http://localhost:9/hook", true).is_ok());
+        assert!(validate_url("http://[::1]:9/hook", true).is_ok());
+        assert_eq!(err("ftp://example.com/", false), "invalid_url");
+        assert_eq!(err("not a url", false), "invalid_url");
+        assert_eq!(err("https://example.com/#x", false), "invalid_url");
+        assert_eq!(
+            err("https://user:pw@example.com/hook", false),
+            "invalid_url"
+        );
+        assert_eq!(err("https://user@example.com/hook", false), "invalid_url");
+        assert_eq!(err("https://:pw@example.com/hook", false), "invalid_url");
+    }
+
+    #[test]
+    fn events_are_checked_and_deduplicated() {
+        assert!(matches!(
+            validate_events(vec![]),
+            Err(Error::Invalid {
+                code: "no_events",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_events(vec!["nope".into()]),
+            Err(Error::Invalid {
+                code: "unknown_event_type",
+                ..
+            })
+        ));
+        assert_eq!(
+            validate_events(vec!["meta.message".into(), "meta.message".into()]).ok(),
+            Some(vec!["meta.message".to_string()])
+        );
+    }
+
+    #[test]
+    fn redaction_drops_query_and_credentials() {
+        let url = Url::parse("https://user:pw@example.com:8443/hook?key=secret").expect("valid");
+        assert_eq!(redacted(&url), "https://example.com:8443/hook");
+    }
+}
