@@ -2,34 +2,36 @@
 //! admin API (admin token), behind a loopback `Host` check. Errors are mapped
 //! to `{"error": {"code", "message"}}` in one place ([`ApiError`]).
 
+mod admin;
+mod ingest;
 pub mod openapi;
 pub mod ui;
 
-use std::collections::HashMap;
+pub use admin::TestRequest;
+pub use ingest::parse_ingest_body;
 
-use axum::body::{Body, Bytes};
+use admin::{
+    create_webhook, delete_webhook, get_attempt, get_settings, get_webhook, list_attempts,
+    list_event_types, list_webhooks, patch_settings, patch_webhook, redeliver, replay_webhook,
+    stream, test_webhook,
+};
+use ingest::ingest;
+
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-use std::convert::Infallible;
-
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::Error;
-use crate::engine::{EngineEvent, EngineHandle, NewWebhook, WebhookPatch};
+use crate::engine::EngineHandle;
 use crate::error::{ErrorBody, ErrorEnvelope};
-use crate::ids::{AttemptId, DeliveryId, WebhookId};
-use crate::query::{AttemptQuery, ReplayRequest};
+use crate::ids::WebhookId;
 
 /// An error answer: status, machine code, message, and the handshake step if any.
 #[derive(Debug)]
@@ -216,170 +218,6 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::http::openapi::document())
 }
 
-/// The ingest body: `{"type": "...", "data": {...}}`; `data` is kept byte for byte.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IngestBody<'a> {
-    #[serde(rename = "type")]
-    event_type: Option<String>,
-    #[serde(borrow)]
-    data: Option<&'a serde_json::value::RawValue>,
-}
-
-/// Checks an ingest body: JSON, `type` a string, `data` an object, nothing
-/// else. Returns the type (not yet checked to be known) and `data` as posted,
-/// byte for byte. Public for the fuzzer (`fuzz/`).
-pub fn parse_ingest_body(bytes: &[u8]) -> ApiResult<(String, &str)> {
-    let parsed: IngestBody<'_> = serde_json::from_slice(bytes).map_err(|e| bad_json(&e))?;
-    let event_type = parsed.event_type.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "the field \"type\" is required (one of the known event types)",
-        )
-    })?;
-    let data = parsed.data.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "the field \"data\" is required and must be a JSON object",
-        )
-    })?;
-    if !data.get().starts_with('{') {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "the field \"data\" must be a JSON object",
-        ));
-    }
-    Ok((event_type, data.get()))
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-}
-
-fn bad_json(e: &serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Data => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            format!("the body must be {{\"type\": \"<event type>\", \"data\": {{...}}}}: {e}"),
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        ),
-    }
-}
-
-#[utoipa::path(post, path = "/v1/events", tag = "events", security(("ingest_key" = [])),
-    request_body = crate::http::openapi::IngestRequest,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
-        description = "1–255 visible ASCII characters; a repeat of the same request returns the first result")),
-    responses(
-        (status = 202, description = "Stored durably with its deliveries (`Idempotent-Replayed: true` on a repeat)", body = crate::model::Accepted),
-        (status = 400, description = "Malformed JSON, a missing/invalid field, or an invalid Idempotency-Key", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong ingest key", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Idempotency-Key reused for another request", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body over the size limit", body = crate::http::openapi::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "Unknown event type", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing stored", body = crate::http::openapi::ErrorBody)))]
-async fn ingest(
-    State(engine): State<EngineHandle>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    match bearer(&headers) {
-        Some(t) if engine.ingest_key().matches(t) => {}
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong ingest key: send Authorization: Bearer <ingest key>",
-            ));
-        }
-    }
-    if !is_json(&headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the event as Content-Type: application/json",
-        ));
-    }
-    let limit = engine.config().max_event_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body exceeds the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    // Only the size limit is a 413; a malformed chunked body or one shorter
-    // than its Content-Length is the client's error in the body: a 400.
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if is_length_limit(&e) {
-            too_large()
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("the body could not be read: {e}"),
-            )
-        }
-    })?;
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .map(str::trim)
-                // Visible ASCII only: `to_str` lets a tab and spaces through.
-                .filter(|k| {
-                    (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
-                });
-            let Some(key) = key else {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                ));
-            };
-            Some((key.to_owned(), hex::encode(Sha256::digest(&bytes))))
-        }
-    };
-    let (event_type, data) = parse_ingest_body(&bytes)?;
-    let accepted = engine
-        .ingest(event_type, data.to_owned(), idempotency)
-        .await?;
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": accepted.id, "deliveries": accepted.deliveries })),
-    )
-        .into_response();
-    if accepted.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
-}
-
 /// Whether a body-read error is the size limit (and not a malformed body).
 fn is_length_limit(error: &axum::Error) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -416,230 +254,6 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRe
 
 fn webhook_id(text: &str) -> ApiResult<WebhookId> {
     Ok(WebhookId::parse_or_not_found(text)?)
-}
-
-#[utoipa::path(get, path = "/v1/event-types", tag = "webhooks", security(("admin_token" = [])),
-    responses((status = 200, description = "Every event type with a sample", body = Vec<crate::event_types::EventType>), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn list_event_types(State(engine): State<EngineHandle>) -> Json<Value> {
-    Json(json!(engine.event_types()))
-}
-
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("admin_token" = [])),
-    responses((status = 200, description = "All webhooks, without tokens", body = crate::http::openapi::WebhookList), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn list_webhooks(State(engine): State<EngineHandle>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "items": engine.list_webhooks().await? })))
-}
-
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("admin_token" = [])),
-    request_body = crate::engine::NewWebhook,
-    responses(
-        (status = 201, description = "Verified and saved", body = crate::model::Webhook),
-        (status = 400, description = "Bad URL, not https, no events, unknown type", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "The handshake failed at `step`", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn create_webhook(
-    State(engine): State<EngineHandle>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let new: NewWebhook = parse_body(body)?;
-    let created = engine.create_webhook(new).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
-}
-
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Webhook id")),
-    responses((status = 200, description = "The webhook, with its verify token", body = crate::model::Webhook),
-        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn get_webhook(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    Ok(Json(engine.get_webhook(webhook_id(&id)?).await?).into_response())
-}
-
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Webhook id")),
-    request_body = crate::engine::WebhookPatch,
-    responses((status = 200, description = "Changed (a new URL or token was verified first)", body = crate::model::Webhook),
-        (status = 400, description = "Invalid change", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "The handshake failed at `step`", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn patch_webhook(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let id = webhook_id(&id)?;
-    let patch: WebhookPatch = parse_body(body)?;
-    Ok(Json(engine.update_webhook(id, patch).await?).into_response())
-}
-
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Webhook id")),
-    responses((status = 204, description = "Deleted; its pending deliveries cancelled"),
-        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn delete_webhook(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    engine.delete_webhook(webhook_id(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `POST /v1/webhooks/{id}/test`.
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TestRequest {
-    /// The type whose sample is sent.
-    #[schema(value_type = crate::event_types::EventTypeName)]
-    pub event_type: String,
-}
-
-#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Webhook id")),
-    request_body = crate::http::TestRequest,
-    responses((status = 200, description = "Sent at once; the attempt, recorded with test: true", body = crate::model::AttemptDetail),
-        (status = 400, description = "Unknown event type", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn test_webhook(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let id = webhook_id(&id)?;
-    let request: TestRequest = parse_body(body)?;
-    Ok(Json(engine.send_test(id, &request.event_type).await?).into_response())
-}
-
-#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Delivery id")),
-    responses((status = 202, description = "Queued for an attempt now", body = crate::model::DeliveryRecord),
-        (status = 404, description = "No such delivery", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Its webhook is deleted or disabled", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn redeliver(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let id = DeliveryId::parse_or_not_found(&id)?;
-    let delivery = engine.redeliver(id).await?;
-    Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
-}
-
-#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Webhook id")),
-    request_body(content = crate::query::ReplayRequest, description = "Required: `{}` replays every given-up delivery, `{\"dry_run\": true}` only counts them"),
-    responses((status = 200, description = "Dry run: how many would be sent", body = crate::engine::ReplayResult),
-        (status = 202, description = "Replayed, paced", body = crate::engine::ReplayResult),
-        (status = 400, description = "No body, or an invalid filter", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`webhook_disabled`: enable the webhook before replaying (a dry run still counts)", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn replay_webhook(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let id = webhook_id(&id)?;
-    // No body is not "replay everything": that has to be asked for, with `{}`.
-    if body.as_ref().is_ok_and(|b| b.is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "send a JSON body: {} replays every given-up delivery, {\"dry_run\": true} only counts them",
-        ));
-    }
-    let request: ReplayRequest = parse_body(body)?;
-    let result = engine.replay_failed(id, request).await?;
-    let status = if result.dry_run {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    Ok((status, Json(result)).into_response())
-}
-
-#[utoipa::path(get, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
-    responses((status = 200, description = "The settings in force", body = crate::engine::SettingsView), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn get_settings(State(engine): State<EngineHandle>) -> ApiResult<Response> {
-    Ok(Json(engine.settings_view().await?).into_response())
-}
-
-#[utoipa::path(patch, path = "/v1/settings", tag = "settings", security(("admin_token" = [])),
-    request_body = crate::http::openapi::SettingsPatch,
-    responses((status = 200, description = "Saved and applied", body = crate::engine::SettingsView),
-        (status = 400, description = "A bad value; nothing changed", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "The ingest key comes from ORKI_INGEST_KEY", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn patch_settings(
-    State(engine): State<EngineHandle>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let patch: serde_json::Map<String, Value> = parse_body(body)?;
-    Ok(Json(engine.update_settings(patch).await?).into_response())
-}
-
-#[utoipa::path(get, path = "/v1/stream", tag = "events", security(("admin_token" = [])),
-    responses((status = 200, description = "Server-Sent Events: attempt_recorded, webhook_health_changed, pruned, lagged", content_type = "text/event-stream", body = String), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-/// Server-Sent Events: every engine event as `event: <kind>` with a JSON `data` line.
-async fn stream(
-    State(engine): State<EngineHandle>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let events = engine.subscribe();
-    let stream = futures_util::stream::unfold(events, |mut events| async move {
-        let (kind, data) = match events.recv().await {
-            Ok(event) => {
-                let kind = match &event {
-                    EngineEvent::AttemptRecorded(_) => "attempt_recorded",
-                    EngineEvent::WebhookHealthChanged(_) => "webhook_health_changed",
-                    EngineEvent::Pruned { .. } => "pruned",
-                };
-                (kind, serde_json::to_string(&event).unwrap_or_default())
-            }
-            // A slow reader missed some events: tell it, so it can reload.
-            Err(RecvError::Lagged(n)) => (
-                "lagged",
-                json!({ "kind": "lagged", "missed": n }).to_string(),
-            ),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(SseEvent::default().event(kind).data(data)), events))
-    });
-    // Ends when the engine stops, so an open stream does not hold up the
-    // listener's drain.
-    let stream =
-        futures_util::StreamExt::take_until(stream, engine.inner.cancel.clone().cancelled_owned());
-    Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-#[utoipa::path(get, path = "/v1/attempts", tag = "deliveries", security(("admin_token" = [])),
-    params(
-        ("webhook_id" = Option<crate::ids::WebhookId>, Query, description = "Only this webhook"),
-        ("event_type" = Option<crate::event_types::EventTypeName>, Query, description = "Only this event type"),
-        ("outcome" = Option<crate::http::openapi::Outcome>, Query, description = "success or failure"),
-        ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
-        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive; not before `from`"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1–500, default 50"),
-        ("cursor" = Option<crate::ids::AttemptId>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "Attempts, newest first", body = crate::engine::AttemptPage),
-        (status = 400, description = "Invalid filter", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn list_attempts(
-    State(engine): State<EngineHandle>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Response> {
-    // An unreadable query string gets the same JSON error as a bad filter.
-    let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let query = AttemptQuery::parse(&query)?;
-    Ok(Json(engine.list_attempts(query).await?).into_response())
-}
-
-#[utoipa::path(get, path = "/v1/attempts/{id}", tag = "deliveries", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "Attempt id")),
-    responses((status = 200, description = "The attempt with the exact request and the response", body = crate::model::AttemptDetail),
-        (status = 404, description = "No such attempt", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
-async fn get_attempt(
-    State(engine): State<EngineHandle>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let id = AttemptId::parse_or_not_found(&id)?;
-    Ok(Json(engine.get_attempt(id).await?).into_response())
 }
 
 #[cfg(test)]
