@@ -27,7 +27,7 @@ fn main() {
     let mut files = Vec::new();
     walk(&ui, &ui, &mut files);
     let mut code = String::from(
-        "/// The files of `ui/`: (path, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
+        "/// The files of `ui/`: (path, bytes).\npub(crate) static FILES: &[(&str, &[u8])] = &[\n",
     );
     for (rel, path) in files {
         println!("cargo:rerun-if-changed={}", path.display());

@@ -283,7 +283,7 @@ pub fn run() {
             let tightened = private_files::secure(&[app.path().app_data_dir()?, log_dir.clone()])?;
             let guard = telemetry::init(&log_dir, "orki-webhooks")?;
             tightened.log();
-            orki_engine::listener::raise_open_file_limit();
+            orki_engine::raise_open_file_limit();
             // The guard flushes the log file on drop. Tauri's event loop ends the
             // process without dropping managed state, so `RunEvent::Exit` drops it.
             app.manage(LogFlush(Mutex::new(Some(guard))));

@@ -26,7 +26,7 @@ fn authority(url: &url::Url) -> Option<String> {
 
 /// Sends one signed delivery and describes the attempt (not yet stored). Also
 /// returns the server's `Retry-After` on a 429 or 503.
-pub async fn send(
+pub(crate) async fn send(
     out: &Outbound,
     webhook: &WebhookRecord,
     event: &EventRecord,

@@ -111,7 +111,7 @@ pub struct ErrorBody {
 /// (named `ErrorBody` in the document).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = ErrorBody)]
-pub struct ErrorEnvelope {
+pub(crate) struct ErrorEnvelope {
     /// The error.
     pub error: ErrorBody,
 }

@@ -12,7 +12,7 @@ use url::{Host, Url};
 use crate::model::ErrorClass;
 use crate::outbound::Outbound;
 
-pub use crate::verification::{Step, VerificationFailure};
+pub(crate) use crate::verification::{Step, VerificationFailure};
 
 fn fail(step: Step, message: impl Into<String>) -> VerificationFailure {
     VerificationFailure {
@@ -22,7 +22,11 @@ fn fail(step: Step, message: impl Into<String>) -> VerificationFailure {
 }
 
 /// Runs the handshake against `url` with `token`.
-pub async fn verify(out: &Outbound, url: &Url, token: &str) -> Result<(), VerificationFailure> {
+pub(crate) async fn verify(
+    out: &Outbound,
+    url: &Url,
+    token: &str,
+) -> Result<(), VerificationFailure> {
     let limit = out.timeout();
     let deadline = Instant::now() + limit;
     let host = url

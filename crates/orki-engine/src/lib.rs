@@ -34,27 +34,32 @@
 //! 6. [`runtime`]: [`Engine::start`] wires them together; [`telemetry`]: tracing
 //!    to stderr and daily rolling files, used by the binaries.
 
-pub mod attempt;
+// `pub` is for what the desktop shell, the tests and the benches use.
+#![warn(unreachable_pub)]
+// The crate docs map the engine for its developers, internal modules too.
+#![allow(rustdoc::private_intra_doc_links)]
+
+pub(crate) mod attempt;
 pub mod config;
-pub mod delivery;
+pub(crate) mod delivery;
 pub mod engine;
-pub mod error;
+pub(crate) mod error;
 pub mod event_types;
-pub mod handshake;
+pub(crate) mod handshake;
 pub mod http;
 pub mod ids;
-pub mod listener;
+pub(crate) mod listener;
 pub mod model;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod private_files;
 pub mod query;
-pub mod queue;
+pub(crate) mod queue;
 pub mod retention;
 pub mod retry;
-pub mod runtime;
-pub mod secret;
+pub(crate) mod runtime;
+pub(crate) mod secret;
 pub mod settings;
-pub mod signing;
+pub(crate) mod signing;
 pub mod store;
 mod sync;
 pub mod telemetry;
@@ -63,6 +68,7 @@ pub mod verification;
 pub use config::Config;
 pub use engine::{EngineEvent, EngineHandle};
 pub use error::{Error, ErrorBody, Result};
+pub use listener::raise_open_file_limit;
 pub use runtime::Engine;
 pub use secret::Secret;
 pub use store::Store;

@@ -36,9 +36,9 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// Most bytes of a request's start line and headers.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Most bytes a connection buffers while reading (headers or a body chunk).
-pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// File descriptors kept free of connections: the database, the log, the
 /// log files and outgoing deliveries need some too.
 const FILES_KEPT: u64 = 256;

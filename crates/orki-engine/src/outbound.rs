@@ -13,21 +13,21 @@ use crate::model::ErrorClass;
 use crate::{Error, Result};
 
 /// The `User-Agent` of every request the engine sends.
-pub const USER_AGENT: &str = concat!("Orki-Webhooks/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("Orki-Webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// The largest part of a response body that is kept in the log.
-pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 /// The outgoing HTTP client.
 #[derive(Clone, Debug)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     client: Client,
     timeout: Duration,
 }
 
 /// What came back from one request (or why nothing usable did).
 #[derive(Debug, Clone, Default)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// The HTTP status, if an answer came back.
     pub status: Option<u16>,
     /// The answer's headers.
@@ -44,7 +44,7 @@ pub struct Exchange {
 
 impl Outbound {
     /// Builds the client; each CA file must hold at least one PEM certificate.
-    pub fn new(ca_files: &[PathBuf], timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(ca_files: &[PathBuf], timeout: Duration) -> Result<Self> {
         let extra = load_ca_files(ca_files)?;
         let client = Client::builder()
             .redirect(Policy::none())
@@ -58,22 +58,26 @@ impl Outbound {
     }
 
     /// The underlying client, for building requests.
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
     /// The time limit of one exchange.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// Sends a request and reads the answer, all within the time limit.
-    pub async fn exchange(&self, request: RequestBuilder) -> Exchange {
+    pub(crate) async fn exchange(&self, request: RequestBuilder) -> Exchange {
         self.exchange_within(request, self.timeout).await
     }
 
     /// Sends a request and reads the answer, all within `limit`.
-    pub async fn exchange_within(&self, request: RequestBuilder, limit: Duration) -> Exchange {
+    pub(crate) async fn exchange_within(
+        &self,
+        request: RequestBuilder,
+        limit: Duration,
+    ) -> Exchange {
         let started = Instant::now();
         let mut out = Exchange::default();
         let result = tokio::time::timeout(limit, async {
@@ -114,7 +118,7 @@ impl Outbound {
 }
 
 /// Reads the extra CA files; each must hold at least one PEM certificate.
-pub fn load_ca_files(ca_files: &[PathBuf]) -> Result<Vec<Certificate>> {
+pub(crate) fn load_ca_files(ca_files: &[PathBuf]) -> Result<Vec<Certificate>> {
     let mut extra = Vec::new();
     for path in ca_files {
         let pem = std::fs::read(path).map_err(|source| Error::Io {
@@ -143,7 +147,7 @@ fn timeout_message(limit: Duration) -> String {
 }
 
 /// Classifies a transport error by walking its sources.
-pub fn classify(error: &reqwest::Error, limit: Duration) -> (ErrorClass, String) {
+pub(crate) fn classify(error: &reqwest::Error, limit: Duration) -> (ErrorClass, String) {
     if error.is_timeout() {
         return (ErrorClass::Timeout, timeout_message(limit));
     }

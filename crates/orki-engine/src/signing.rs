@@ -4,10 +4,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// The header that carries the signature.
-pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+pub(crate) const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 
 /// `sha256=<lowercase hex HMAC-SHA256(key = token, message = body)>`.
-pub fn signature(token: &str, body: &[u8]) -> String {
+pub(crate) fn signature(token: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(token.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));

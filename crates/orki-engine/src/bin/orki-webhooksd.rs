@@ -148,7 +148,7 @@ async fn serve_on_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let tightened = private_files::secure(&[config.data_dir.clone(), config.log_dir()])?;
     let _log_guard = telemetry::init(&config.log_dir(), "orki-webhooksd")?;
     tightened.log();
-    orki_engine::listener::raise_open_file_limit();
+    orki_engine::raise_open_file_limit();
     let store = Store::open(&config.database_path())?;
     let listen = match args.listen {
         Some(addr) => addr,

@@ -4,8 +4,8 @@
 
 mod admin;
 mod ingest;
-pub mod openapi;
-pub mod ui;
+pub(crate) mod openapi;
+pub(crate) mod ui;
 
 pub use admin::TestRequest;
 pub use ingest::parse_ingest_body;

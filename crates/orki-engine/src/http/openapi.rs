@@ -12,11 +12,11 @@ use crate::engine::{AttemptPage, NewWebhook, SettingsView, WebhookPatch};
 use crate::event_types::EventType;
 use crate::model::{Accepted, AttemptDetail, DeliveryRecord, Webhook};
 
-pub use crate::error::{ErrorBody as ErrorDetail, ErrorEnvelope as ErrorBody};
+pub(crate) use crate::error::{ErrorBody as ErrorDetail, ErrorEnvelope as ErrorBody};
 
 /// `GET /v1/health`.
 #[derive(Serialize, ToSchema)]
-pub struct HealthBody {
+pub(crate) struct HealthBody {
     /// Always `ok`.
     pub status: String,
     /// The engine's version.
@@ -25,24 +25,24 @@ pub struct HealthBody {
 
 /// `GET /v1/webhooks`.
 #[derive(Serialize, ToSchema)]
-pub struct WebhookList {
+pub(crate) struct WebhookList {
     /// Every webhook, oldest first, without tokens.
     pub items: Vec<Webhook>,
 }
 
-pub use crate::event_types::EventTypeName;
+pub(crate) use crate::event_types::EventTypeName;
 
 /// `outcome` of a delivery-log query.
+// Only described in the document; `query` parses the parameter itself.
+#[allow(dead_code)]
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 2xx in time.
     Success,
     /// Anything else.
     Failure,
 }
-
-pub use crate::settings::MAX_SAFE_INTEGER;
 
 /// One retry step the server takes: a whole number and a unit, longer than
 /// zero and at most 7 days (leading zeros allowed, as the parser takes them).
@@ -54,7 +54,7 @@ const STEP: &str = "0*(?:[1-7]d\
 
 /// `retry_schedule` in a settings change: 1–50 steps, as a list or as one
 /// comma-separated string.
-pub struct RetrySchedule;
+pub(crate) struct RetrySchedule;
 
 impl PartialSchema for RetrySchedule {
     fn schema() -> RefOr<Schema> {
@@ -83,7 +83,7 @@ impl ToSchema for RetrySchedule {}
 /// `POST /v1/events`.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IngestRequest {
+pub(crate) struct IngestRequest {
     /// A known event type (an unknown one is answered `422`).
     #[serde(rename = "type")]
     #[schema(value_type = EventTypeName)]
@@ -96,7 +96,7 @@ pub struct IngestRequest {
 /// is saved, and `{}` changes nothing.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SettingsPatch {
+pub(crate) struct SettingsPatch {
     /// 1024–65535; applied on restart.
     #[schema(required = false, minimum = 1024, maximum = 65535)]
     pub listen_port: u16,
@@ -166,10 +166,10 @@ impl Modify for Security {
     )),
     modifiers(&Security)
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The document as JSON.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = crate::VERSION.to_owned();
     doc

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 include!(concat!(env!("OUT_DIR"), "/ui_files.rs"));
 
 /// The Content-Security-Policy of the pages: nothing but this origin.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// One embedded file by path (`index.html`, `js/app.js`…).
-pub fn file(path: &str) -> Option<&'static [u8]> {
+pub(crate) fn file(path: &str) -> Option<&'static [u8]> {
     FILES
         .iter()
         .find(|(p, _)| *p == path)
@@ -31,7 +31,7 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// Serves `GET /…` from the embedded files; `None` when there is no such file.
-pub fn serve(uri: &Uri) -> Option<Response> {
+pub(crate) fn serve(uri: &Uri) -> Option<Response> {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     if path.split('/').any(|seg| seg == "..") {

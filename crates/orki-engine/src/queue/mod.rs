@@ -36,11 +36,11 @@ use crate::sync::Locked;
 
 /// At most this many bytes of events are kept with queued entries (see
 /// [`footprint`]); past it, the attempt reads the event from the store.
-pub const CACHED_EVENT_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const CACHED_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// The memory an event kept with queued jobs holds: the record, its strings and
 /// the `Arc` around it, plus its count in the queue's table of kept events.
-pub fn footprint(event: &EventRecord) -> usize {
+pub(crate) fn footprint(event: &EventRecord) -> usize {
     std::mem::size_of::<EventRecord>()
         + 2 * std::mem::size_of::<usize>()
         + event.payload.capacity()
@@ -50,12 +50,12 @@ pub fn footprint(event: &EventRecord) -> usize {
 }
 
 /// While spilled with nothing due in memory, the table is read again this often.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// What a reload reads: the table's first `limit` entries, and what is known of
 /// each delivery not in `known` (those the queue already knows).
 #[derive(Debug)]
-pub struct ReloadPlan {
+pub(crate) struct ReloadPlan {
     /// How many entries to read.
     pub limit: usize,
     /// Deliveries whose event and attempt number the queue holds.
@@ -64,7 +64,7 @@ pub struct ReloadPlan {
 
 /// What the attempt of a delivery known pending at its due time sends.
 #[derive(Debug, Clone)]
-pub struct Known {
+pub(crate) struct Known {
     /// The event.
     pub event: Arc<EventRecord>,
     /// The attempt's number (1 for a fresh delivery).
@@ -73,7 +73,7 @@ pub struct Known {
 
 /// A delivery waiting for an attempt.
 #[derive(Debug, Clone)]
-pub struct QueuedJob {
+pub(crate) struct QueuedJob {
     /// Its due time in the `due_v1` table (unix ms).
     pub due_ms: u64,
     /// The delivery.
@@ -194,7 +194,7 @@ impl State {
 
 /// The queue, shared by the engine (which feeds it after each commit) and the
 /// scheduler (which takes from it).
-pub struct Queue {
+pub(crate) struct Queue {
     state: Mutex<State>,
     per_webhook: usize,
     total: usize,
@@ -207,7 +207,7 @@ pub struct Queue {
 
 impl Queue {
     /// An empty queue that must first be loaded from the table (it starts spilled).
-    pub fn new(total: usize, per_webhook: usize, limit: usize) -> Self {
+    pub(crate) fn new(total: usize, per_webhook: usize, limit: usize) -> Self {
         Self {
             state: Mutex::new(State {
                 spilled: true,
@@ -226,12 +226,12 @@ impl Queue {
     }
 
     /// Resolves when something changed that may let the scheduler take a job.
-    pub async fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         self.wake.notified().await;
     }
 
     /// Adds entries committed to the table. Call after the commit.
-    pub fn push(&self, jobs: impl IntoIterator<Item = QueuedJob>) {
+    pub(crate) fn push(&self, jobs: impl IntoIterator<Item = QueuedJob>) {
         let mut woke = false;
         {
             let mut s = self.lock();
@@ -329,7 +329,7 @@ impl Queue {
 
     /// Takes the due jobs that may start now (within both limits), oldest due
     /// first over the lanes. Returns them and the next due time still queued.
-    pub fn take(&self, now_ms: u64) -> (Vec<QueuedJob>, Option<u64>) {
+    pub(crate) fn take(&self, now_ms: u64) -> (Vec<QueuedJob>, Option<u64>) {
         let mut guard = self.lock();
         let s = &mut *guard;
         let mut jobs = Vec::new();
@@ -379,7 +379,7 @@ impl Queue {
     }
 
     /// The request of a taken job is over: its slot is free again.
-    pub fn request_done(&self, webhook: WebhookId) {
+    pub(crate) fn request_done(&self, webhook: WebhookId) {
         let woke = {
             let mut s = self.lock();
             s.busy = s.busy.saturating_sub(1);
@@ -395,7 +395,7 @@ impl Queue {
 
     /// The attempt of a taken job is recorded (or it was dropped): a later copy
     /// of it may run again.
-    pub fn recorded(&self, delivery: DeliveryId) {
+    pub(crate) fn recorded(&self, delivery: DeliveryId) {
         let woke = {
             let mut s = self.lock();
             s.unrecorded.remove(&delivery);
@@ -412,7 +412,7 @@ impl Queue {
 
     /// A delivery was put back in the table at `job.due_ms` (redelivered by
     /// hand), replacing its entry at `old_due_ms`: that copy is dropped.
-    pub fn requeue(&self, old_due_ms: Option<u64>, job: QueuedJob) {
+    pub(crate) fn requeue(&self, old_due_ms: Option<u64>, job: QueuedJob) {
         {
             let mut s = self.lock();
             s.touch(job.delivery_id);
@@ -432,7 +432,7 @@ impl Queue {
 
     /// Every delivery the queue holds (queued, or taken and not yet recorded),
     /// or `None` when it has spilled (the table then holds more than memory).
-    pub fn holds(&self) -> Option<HashSet<DeliveryId>> {
+    pub(crate) fn holds(&self) -> Option<HashSet<DeliveryId>> {
         let s = self.lock();
         if s.spilled {
             return None;
@@ -447,7 +447,7 @@ impl Queue {
 
     /// Drops the queued entries of a webhook (deleted or disabled; the table's
     /// entries were cancelled in the same commit).
-    pub fn forget_webhook(&self, webhook: WebhookId) {
+    pub(crate) fn forget_webhook(&self, webhook: WebhookId) {
         let mut s = self.lock();
         s.touched_all |= s.reloading;
         self.clear_lane(&mut s, webhook);
@@ -474,7 +474,7 @@ impl Queue {
     /// low, or nothing in memory is due at `now_ms` and a second has passed since
     /// the last reload): returns what to read, and starts counting the entries
     /// it misses and the deliveries that change meanwhile.
-    pub fn reload_wanted(&self, now_ms: u64) -> Option<ReloadPlan> {
+    pub(crate) fn reload_wanted(&self, now_ms: u64) -> Option<ReloadPlan> {
         let mut s = self.lock();
         if !s.spilled {
             return None;
@@ -508,7 +508,7 @@ impl Queue {
     /// Some entries of the table may be missing from memory (an attempt could
     /// not be loaded or recorded): the next reload brings them back. Wakes the
     /// scheduler, which may be idle with nothing due, to plan that reload.
-    pub fn mark_spilled(&self) {
+    pub(crate) fn mark_spilled(&self) {
         let newly = self.lock().spill();
         if newly {
             self.wake.notify_one();
@@ -520,7 +520,7 @@ impl Queue {
     /// `known`); `complete` when that was all of the table. An entry whose
     /// delivery changed since the reload began, or whose attempt is running, is
     /// checked before its attempt.
-    pub fn reload(&self, jobs: Vec<QueuedJob>, complete: bool) {
+    pub(crate) fn reload(&self, jobs: Vec<QueuedJob>, complete: bool) {
         {
             let mut s = self.lock();
             let webhooks: Vec<WebhookId> = s.lanes.keys().copied().collect();
@@ -549,30 +549,30 @@ impl Queue {
     }
 
     /// The reload's read failed: the queue stays spilled and tries again later.
-    pub fn reload_failed(&self) {
+    pub(crate) fn reload_failed(&self) {
         self.lock().end_reload();
     }
 
     /// An attempt's record could not be written: hold new attempts until it is.
-    pub fn hold_sends(&self) {
+    pub(crate) fn hold_sends(&self) {
         self.held.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// A held attempt's record was written (or given up at stop); the
     /// scheduler is woken when none is held any more.
-    pub fn release_sends(&self) {
+    pub(crate) fn release_sends(&self) {
         if self.held.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
             self.wake.notify_one();
         }
     }
 
     /// Whether new attempts wait for a record to be written.
-    pub fn sends_held(&self) -> bool {
+    pub(crate) fn sends_held(&self) -> bool {
         self.held.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// Whether some of the table's entries are not in memory.
-    pub fn spilled(&self) -> bool {
+    pub(crate) fn spilled(&self) -> bool {
         self.lock().spilled
     }
 

@@ -33,7 +33,7 @@ impl Store {
     /// delivery succeeds, waits in the queue until `next_due_ms`, or is given up;
     /// the webhook's failure count is updated. Returns the webhook's health when
     /// it changed.
-    pub fn record_attempt_in(
+    pub(crate) fn record_attempt_in(
         t: &mut HotTables<'_>,
         record: &AttemptRecord,
         encoded: &[u8],
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// One attempt with its request (body from the event) and response.
-    pub fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptDetail>> {
+    pub(crate) fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptDetail>> {
         let txn = self.read()?;
         let Some(record) =
             get_record::<AttemptRecord>(&txn.open_table(ATTEMPTS)?, id.0, "attempt")?
@@ -176,7 +176,7 @@ impl Store {
 
     /// Records a test delivery: its event, its delivery and its one attempt, in one
     /// transaction. The webhook's health is not touched and nothing is queued.
-    pub fn record_test(
+    pub(crate) fn record_test(
         &self,
         event: &EventRecord,
         delivery: &DeliveryRecord,

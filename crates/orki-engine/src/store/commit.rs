@@ -19,7 +19,7 @@ use crate::sync::Locked;
 use crate::{Error, Result, Store};
 
 /// Most operations in one transaction.
-pub const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 1024;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Apply = Box<dyn for<'t> FnOnce(&mut HotTables<'t>) -> Finish + Send>;
@@ -30,14 +30,14 @@ enum Msg {
 }
 
 /// The handle to the writer thread.
-pub struct GroupCommit {
+pub(crate) struct GroupCommit {
     tx: mpsc::Sender<Msg>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl GroupCommit {
     /// Starts the writer thread on `store`.
-    pub fn start(store: Store) -> Result<Self> {
+    pub(crate) fn start(store: Store) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("orki-writer".into())
@@ -54,7 +54,7 @@ impl GroupCommit {
 
     /// Commits what is queued, then stops the thread and closes its hold on the
     /// database. Later writes fail with `ShuttingDown`.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let _ = self.tx.send(Msg::Close);
         let thread = self.thread.locked().take();
         if let Some(t) = thread
@@ -68,7 +68,7 @@ impl GroupCommit {
     /// the event its idempotency key already stored), then hands the new jobs
     /// to `queue_jobs` on the writer thread once that is durable, before
     /// answering: a caller that hangs up cannot strand them.
-    pub async fn ingest(
+    pub(crate) async fn ingest(
         &self,
         new: NewEvent,
         queue_jobs: impl FnOnce(Vec<QueuedJob>) + Send + 'static,
@@ -85,7 +85,7 @@ impl GroupCommit {
 
     /// Stores an attempt (`encoded` is its stored form) with the next step of
     /// its delivery; resolves after the commit with the webhook's new health.
-    pub async fn record_attempt(
+    pub(crate) async fn record_attempt(
         &self,
         record: Arc<AttemptRecord>,
         encoded: Vec<u8>,

@@ -17,7 +17,7 @@ use crate::{Error, Result};
 
 /// Everything needed to make one attempt.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     /// The delivery.
     pub delivery: DeliveryRecord,
     /// Its event (with the payload to send).
@@ -33,7 +33,7 @@ impl Store {
     /// deliveries share it, and its attempt number) while the events fit in
     /// [`CACHED_EVENT_BYTES`]; past that, or when its records do not agree with
     /// the entry, without.
-    pub fn due_jobs(&self, plan: &ReloadPlan) -> Result<(Vec<QueuedJob>, bool)> {
+    pub(crate) fn due_jobs(&self, plan: &ReloadPlan) -> Result<(Vec<QueuedJob>, bool)> {
         let txn = self.read()?;
         let due = txn.open_table(DUE)?;
         let deliveries = txn.open_table(DELIVERIES)?;
@@ -79,7 +79,7 @@ impl Store {
     }
 
     /// The delivery, its event and its webhook.
-    pub fn load_job(&self, id: DeliveryId) -> Result<Option<Job>> {
+    pub(crate) fn load_job(&self, id: DeliveryId) -> Result<Option<Job>> {
         let txn = self.read()?;
         let Some(delivery) =
             get_record::<DeliveryRecord>(&txn.open_table(DELIVERIES)?, id.0, "delivery")?
@@ -105,7 +105,7 @@ impl Store {
 
     /// Takes a delivery off the queue without an attempt (its webhook is gone or
     /// disabled, or its event was lost).
-    pub fn cancel_delivery(&self, id: DeliveryId, due_ms: u64) -> Result<()> {
+    pub(crate) fn cancel_delivery(&self, id: DeliveryId, due_ms: u64) -> Result<()> {
         let txn = self.write()?;
         txn.open_table(DUE)?.remove((due_ms, id.0))?;
         {
@@ -124,7 +124,11 @@ impl Store {
     /// Queues a delivery for an attempt now, whatever its state (pending, succeeded,
     /// failed or cancelled). Its webhook must exist and be enabled. Also returns
     /// the due time it had (its entry in the queue until now), if any.
-    pub fn redeliver(&self, id: DeliveryId, now_ms: u64) -> Result<(DeliveryRecord, Option<u64>)> {
+    pub(crate) fn redeliver(
+        &self,
+        id: DeliveryId,
+        now_ms: u64,
+    ) -> Result<(DeliveryRecord, Option<u64>)> {
         let txn = self.write()?;
         let delivery = {
             let mut deliveries = txn.open_table(DELIVERIES)?;
@@ -167,7 +171,7 @@ impl Store {
     /// The given-up deliveries of a webhook, optionally narrowed by event type and by
     /// creation time (Unix ms, inclusive). With `requeue_from_ms`, they are queued
     /// again, `pace_ms` apart from that time on, so the endpoint is not flooded.
-    pub fn replay_failed(
+    pub(crate) fn replay_failed(
         &self,
         webhook: WebhookId,
         filter: &AttemptFilter,
@@ -215,7 +219,7 @@ impl Store {
     }
 
     /// Counts of the queue and the log, for health and tests.
-    pub fn pending_count(&self) -> Result<u64> {
+    pub(crate) fn pending_count(&self) -> Result<u64> {
         let txn = self.read()?;
         Ok(txn.open_table(DUE)?.len()?)
     }

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// A new event to accept, built and encoded before the writer thread sees it
 /// (see [`NewEvent::new`]), so the one writer only checks and writes.
 #[derive(Debug)]
-pub struct NewEvent {
+pub(crate) struct NewEvent {
     pub(super) event: Arc<EventRecord>,
     pub(super) encoded: Vec<u8>,
     /// `(Idempotency-Key, SHA-256 of the request body)`.
@@ -26,7 +26,7 @@ pub struct NewEvent {
 impl NewEvent {
     /// The event of a known `event_type` with the `data` object `data_json`
     /// (already checked to be a JSON object), accepted at `now`.
-    pub fn new(
+    pub(crate) fn new(
         event_type: &str,
         data_json: &str,
         idempotency: Option<(String, String)>,
@@ -55,7 +55,10 @@ impl Store {
     /// idempotency key already seen, returns the first result (or a conflict when
     /// the body differs). An error means nothing was written. Also returns the
     /// queued deliveries, with the event, for the in-memory queue.
-    pub fn ingest_in(t: &mut HotTables<'_>, new: NewEvent) -> Result<(Accepted, Vec<QueuedJob>)> {
+    pub(crate) fn ingest_in(
+        t: &mut HotTables<'_>,
+        new: NewEvent,
+    ) -> Result<(Accepted, Vec<QueuedJob>)> {
         let NewEvent {
             event,
             encoded,

@@ -51,7 +51,7 @@ impl Store {
     }
 
     /// Saves the settings and, when asked, a fresh ingest key, in one transaction.
-    pub fn save_settings(
+    pub(crate) fn save_settings(
         &self,
         settings: &Settings,
         regenerate_ingest_key: bool,

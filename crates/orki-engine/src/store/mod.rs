@@ -17,7 +17,7 @@
 mod admin;
 mod attempts;
 pub mod codec;
-pub mod commit;
+pub(crate) mod commit;
 #[cfg(test)]
 mod conformance;
 mod deliveries;
@@ -27,17 +27,17 @@ mod meta;
 mod prune;
 mod redb_errors;
 mod redo;
-pub mod tables;
+pub(crate) mod tables;
 pub(crate) mod threads;
 mod webhooks;
 
 pub(crate) use admin::StoredState;
 pub use attempts::{AttemptFilter, Health};
-pub use deliveries::Job;
-pub use events::NewEvent;
+pub(crate) use deliveries::Job;
+pub(crate) use events::NewEvent;
 pub(crate) use events::envelope;
 pub use meta::Credentials;
-pub use redo::Logged;
+pub(crate) use redo::Logged;
 use redo::Subscription;
 pub mod wal;
 
@@ -84,7 +84,7 @@ struct Slot {
 /// The tables that accepting events and recording attempts write, opened once
 /// per transaction: a group commit applies many operations with one set. Each
 /// can log what is written to it, for the write-ahead log (see [`crate::store::wal`]).
-pub struct HotTables<'txn> {
+pub(crate) struct HotTables<'txn> {
     events: Logged<'txn, u128, &'static [u8]>,
     deliveries: Logged<'txn, u128, &'static [u8]>,
     due: Logged<'txn, (u64, u128), u128>,
@@ -485,12 +485,12 @@ impl Store {
 }
 
 /// RFC 3339 in UTC with milliseconds and a `Z`.
-pub fn rfc3339(at: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
-pub fn unix_ms(at: DateTime<Utc>) -> u64 {
+pub(crate) fn unix_ms(at: DateTime<Utc>) -> u64 {
     u64::try_from(at.timestamp_millis()).unwrap_or(0)
 }
 

@@ -20,7 +20,11 @@ impl Store {
     /// `cutoff_ms` is `u64::MAX`: the oldest first), with their index entries, in
     /// one transaction. Returns how many were removed and the time of the newest
     /// one removed.
-    pub fn prune_attempts(&self, cutoff_ms: u64, batch: usize) -> Result<(u64, Option<u64>)> {
+    pub(crate) fn prune_attempts(
+        &self,
+        cutoff_ms: u64,
+        batch: usize,
+    ) -> Result<(u64, Option<u64>)> {
         let txn = self.write()?;
         let removed = {
             let mut attempts = txn.open_table(ATTEMPTS)?;
@@ -51,7 +55,7 @@ impl Store {
     /// Removes finished deliveries older than `cutoff_ms`, scanning up to `batch`
     /// of them after `after`, in one transaction. Returns `(removed, last scanned)`;
     /// `None` when there is nothing more to scan.
-    pub fn prune_deliveries(
+    pub(crate) fn prune_deliveries(
         &self,
         cutoff_ms: u64,
         batch: usize,
@@ -84,7 +88,7 @@ impl Store {
 
     /// The events that still have a delivery in the due queue (they are kept by
     /// retention however old they are).
-    pub fn pending_event_ids(&self) -> Result<HashSet<u128>> {
+    pub(crate) fn pending_event_ids(&self) -> Result<HashSet<u128>> {
         let txn = self.read()?;
         let due = txn.open_table(DUE)?;
         let deliveries = txn.open_table(DELIVERIES)?;
@@ -101,7 +105,7 @@ impl Store {
     /// Removes events older than `cutoff_ms` (and their idempotency keys), scanning
     /// up to `batch` of them after `after`, in one transaction; events in `keep`
     /// (see [`Store::pending_event_ids`]) stay. Returns `(removed, next start)`.
-    pub fn prune_events(
+    pub(crate) fn prune_events(
         &self,
         cutoff_ms: u64,
         batch: usize,

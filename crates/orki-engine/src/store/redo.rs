@@ -19,7 +19,7 @@ use crate::{Error, Result};
 /// A table that can note each put and delete made through it (its redo log),
 /// so that a batch committed without a sync can be made durable by logging
 /// what it wrote. Reads go to the table itself (`Deref`).
-pub struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
+pub(crate) struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
     table: Table<'txn, K, V>,
     /// The table's number in redo records.
     id: u8,
@@ -44,7 +44,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
     }
 
     /// Inserts or replaces the value under `key`.
-    pub fn insert<'k, 'v>(
+    pub(crate) fn insert<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
@@ -61,7 +61,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
     }
 
     /// Removes the value under `key`, if any.
-    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<()> {
+    pub(crate) fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<()> {
         let key = key.borrow();
         self.table.remove(key)?;
         if let Some(redo) = &mut self.redo {
@@ -151,7 +151,7 @@ impl Record for Subscription {}
 impl<'txn> HotTables<'txn> {
     /// Opens them in `txn`; drop them before committing. With `log`, every
     /// write is also noted for [`HotTables::take_redo`].
-    pub fn open(txn: &'txn WriteTransaction, log: bool) -> Result<Self> {
+    pub(crate) fn open(txn: &'txn WriteTransaction, log: bool) -> Result<Self> {
         Ok(Self {
             events: Logged::new(txn.open_table(EVENTS)?, 1, log),
             deliveries: Logged::new(txn.open_table(DELIVERIES)?, 2, log),
@@ -169,7 +169,7 @@ impl<'txn> HotTables<'txn> {
     /// What was written through these tables so far (a redo record's
     /// payload), one part per table written to: writes to different tables do
     /// not depend on each other's order.
-    pub fn take_redo(&mut self) -> Vec<Vec<u8>> {
+    pub(crate) fn take_redo(&mut self) -> Vec<Vec<u8>> {
         [
             &mut self.events.redo,
             &mut self.deliveries.redo,

@@ -6,20 +6,20 @@
 use redb::TableDefinition;
 
 /// Small string settings: secrets, schema version.
-pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta_v1");
+pub(crate) const META: TableDefinition<&str, &str> = TableDefinition::new("meta_v1");
 /// `webhook id → Webhook record`.
-pub const WEBHOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks_v1");
+pub(crate) const WEBHOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks_v1");
 /// `event id → Event record` (with the exact envelope bytes that are signed and sent).
-pub const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events_v1");
+pub(crate) const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events_v1");
 /// `delivery id → Delivery record` (one per event and webhook).
-pub const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("deliveries_v1");
+pub(crate) const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("deliveries_v1");
 /// The due queue: `(due unix ms, delivery id) → webhook id`. A delivery stays here
 /// until an attempt succeeds or it is given up, so a crash mid-attempt retries it.
-pub const DUE: TableDefinition<(u64, u128), u128> = TableDefinition::new("due_v1");
+pub(crate) const DUE: TableDefinition<(u64, u128), u128> = TableDefinition::new("due_v1");
 /// `attempt id → Attempt record`; ids are time-ordered, so iteration is the log order.
-pub const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempts_v1");
+pub(crate) const ATTEMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("attempts_v1");
 /// `Idempotency-Key → IdempotencyRecord` (the first result for that key).
-pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");
+pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_v1");
 /// The delivery-log index: `(mask, webhook, type code, outcome, attempt id) → ()`,
 /// the type code from [`crate::event_types::index_code`], the outcome 1 for a
 /// failure and 2 for a success (both stored: never renumbered).
@@ -30,9 +30,9 @@ pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idem
 /// filter it reads `attempts_v1` itself. (Databases written before this hold
 /// entries of the other masks 0–5; they are never read, and pruned with their
 /// attempts.)
-pub const ATTEMPT_INDEX: TableDefinition<(u8, u128, u8, u8, u128), ()> =
+pub(crate) const ATTEMPT_INDEX: TableDefinition<(u8, u128, u8, u8, u128), ()> =
     TableDefinition::new("attempt_index_v1");
 /// Deliveries given up after their last retry: `(webhook id, delivery id) → ()`,
 /// for bulk replay.
-pub const FAILED_DELIVERIES: TableDefinition<(u128, u128), ()> =
+pub(crate) const FAILED_DELIVERIES: TableDefinition<(u128, u128), ()> =
     TableDefinition::new("failed_deliveries_v1");

@@ -13,7 +13,7 @@ use crate::{Error, Result};
 
 impl Store {
     /// Saves a new webhook.
-    pub fn insert_webhook(&self, webhook: &WebhookRecord) -> Result<()> {
+    pub(crate) fn insert_webhook(&self, webhook: &WebhookRecord) -> Result<()> {
         let txn = self.write()?;
         txn.open_table(WEBHOOKS)?
             .insert(webhook.id.0, encode(webhook)?.as_slice())?;
@@ -22,7 +22,7 @@ impl Store {
     }
 
     /// One webhook.
-    pub fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>> {
+    pub(crate) fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>> {
         let txn = self.read()?;
         let table = txn.open_table(WEBHOOKS)?;
         let (index, attempts) = (txn.open_table(ATTEMPT_INDEX)?, txn.open_table(ATTEMPTS)?);
@@ -33,7 +33,7 @@ impl Store {
     }
 
     /// All webhooks, oldest first.
-    pub fn list_webhooks(&self) -> Result<Vec<WebhookRecord>> {
+    pub(crate) fn list_webhooks(&self) -> Result<Vec<WebhookRecord>> {
         let txn = self.read()?;
         let table = txn.open_table(WEBHOOKS)?;
         let (index, attempts) = (txn.open_table(ATTEMPT_INDEX)?, txn.open_table(ATTEMPTS)?);
@@ -51,7 +51,7 @@ impl Store {
 
     /// Changes a webhook in one transaction. `change` may refuse with an error, and then
     /// nothing is written. Disabling a webhook cancels its pending deliveries.
-    pub fn update_webhook(
+    pub(crate) fn update_webhook(
         &self,
         id: WebhookId,
         change: impl FnOnce(&mut WebhookRecord) -> Result<()>,
@@ -77,7 +77,7 @@ impl Store {
     }
 
     /// Deletes a webhook and cancels its pending deliveries. The log keeps its attempts.
-    pub fn delete_webhook(&self, id: WebhookId) -> Result<()> {
+    pub(crate) fn delete_webhook(&self, id: WebhookId) -> Result<()> {
         let txn = self.write()?;
         if txn.open_table(WEBHOOKS)?.remove(id.0)?.is_none() {
             return Err(Error::not_found("webhook", id));
