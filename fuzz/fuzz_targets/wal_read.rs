@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orki_engine::{store, wal};
+use orki_engine::store::{self, wal};
 
 fuzz_target!(|data: &[u8]| {
     let records = wal::parse(data);
