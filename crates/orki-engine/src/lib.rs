@@ -18,15 +18,17 @@
 //!    (the crate's error type and its one [`ErrorBody`]), [`listener`]
 //!    (connections served within limits), [`outbound`] (the HTTP client: system
 //!    roots plus extra CAs, no redirects, failures classified), [`config`].
-//! 2. [`store`]: the only module that names redb. The registry, events,
-//!    deliveries, the due queue and the attempt log; [`store::commit`] is the
-//!    group commit made durable by [`store::wal`]; [`store::tables`] and
-//!    [`store::codec`] the persisted format; its own threads run blocking calls.
+//! 2. [`store`]: the only module that names redb, a file per table family
+//!    (meta, webhooks, events, deliveries, attempts, prune). The rest of the
+//!    engine calls its async, business-level seam only: the store threads'
+//!    calls and admin writes, and [`store::commit`], the group commit made
+//!    durable by [`store::wal`]; [`store::tables`] and [`store::codec`] are
+//!    the persisted format.
 //!    [`queue`] is the due queue in memory, [`query`] parses log queries.
 //! 3. [`handshake`] (the ownership check before a webhook is saved) and
 //!    [`attempt`] (one signed request and its record).
-//! 4. [`engine`]: [`EngineHandle`], every operation of the product, the one API
-//!    both the HTTP layer and the desktop shell call.
+//! 4. [`engine`]: [`EngineHandle`], every operation of the product (a file per
+//!    area), the one API both the HTTP layer and the desktop shell call.
 //! 5. Workers and the HTTP layer on the handle: [`delivery`] (the scheduler:
 //!    the due queue within the concurrency limits, overall and per webhook),
 //!    [`retention`] (pruning by age and size), [`http`] (the axum router, the
