@@ -194,8 +194,27 @@ impl Driven {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// `work`, or a panic once `limit` of real time has passed without it: a
+    /// bound for tests under a paused clock, where a tokio timer would be
+    /// advanced to at once (the bound runs on a thread of its own).
+    pub(crate) async fn within_real<T>(
+        limit: Duration,
+        what: &str,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let (expire, expired) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            let _ = expire.send(());
+        });
+        tokio::select! {
+            done = work => done,
+            _ = expired => panic!("{what}: not within {limit:?} of real time"),
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_driven_wall_clock_moves_with_tokio_time() {
