@@ -74,7 +74,7 @@ pub(crate) async fn run(context: Context) {
 async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
     let (queue, clock) = (&context.queue, &context.clock);
     loop {
-        if let Some(plan) = queue.reload_wanted(clock.now_ms()) {
+        if let Some(plan) = queue.reload_wanted(clock.now_ms(), clock.instant()) {
             match context.services.storage().due_jobs(plan).await {
                 Ok((jobs, complete)) => {
                     tracing::debug!(entries = jobs.len(), complete, "due queue read");

@@ -26,9 +26,10 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::ids::{DeliveryId, EventId, WebhookId};
 use crate::model::EventRecord;
@@ -472,9 +473,10 @@ impl Queue {
 
     /// When the queue spilled and needs the table's earliest entries (it runs
     /// low, or nothing in memory is due at `now_ms` and a second has passed since
-    /// the last reload): returns what to read, and starts counting the entries
-    /// it misses and the deliveries that change meanwhile.
-    pub fn reload_wanted(&self, now_ms: u64) -> Option<ReloadPlan> {
+    /// the last reload, by the monotonic `now`; both read on the scheduler's
+    /// clock): returns what to read, and starts counting the entries it misses
+    /// and the deliveries that change meanwhile.
+    pub fn reload_wanted(&self, now_ms: u64, now: Instant) -> Option<ReloadPlan> {
         let mut s = self.lock();
         if !s.spilled {
             return None;
@@ -484,12 +486,13 @@ impl Queue {
             .lanes
             .values()
             .all(|l| l.jobs.keys().next().is_none_or(|(due, _)| *due > now_ms))
-            && s.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY);
+            && s.last_reload
+                .is_none_or(|t| now.duration_since(t) >= RELOAD_EVERY);
         if !(low || idle) {
             return None;
         }
         s.missed = 0;
-        s.last_reload = Some(Instant::now());
+        s.last_reload = Some(now);
         s.end_reload();
         s.reloading = true;
         let known = s
@@ -715,6 +718,24 @@ mod tests {
         assert!(q.take(5).0.is_empty());
     }
 
+    /// Spilled with nothing due (and not running low), the table is read
+    /// again once [`RELOAD_EVERY`] has passed on the scheduler's clock, not before.
+    #[test]
+    fn spilled_and_idle_it_reloads_again_after_reload_every() {
+        let q = loaded(10, 10, 4);
+        let queued: Vec<_> = (0..4).map(|_| job(100, 1)).collect();
+        q.push(queued.clone());
+        q.push([job(200, 1)]);
+        assert!(q.spilled());
+        let t0 = Instant::now();
+        assert!(q.reload_wanted(0, t0).is_some(), "the first reload at once");
+        q.reload(queued, false);
+        assert!(q.spilled(), "the table had more");
+        let just_before = t0 + RELOAD_EVERY - Duration::from_millis(1);
+        assert!(q.reload_wanted(0, just_before).is_none());
+        assert!(q.reload_wanted(0, t0 + RELOAD_EVERY).is_some());
+    }
+
     #[test]
     fn past_the_limit_it_spills_and_a_reload_takes_the_earliest_back() {
         let q = loaded(10, 10, 3);
@@ -722,8 +743,10 @@ mod tests {
         assert!(q.spilled());
         assert_eq!(q.len().0, 3);
         // Something is queued and due: no reload yet (it is not running low).
-        assert!(q.reload_wanted(100).is_none());
-        let want = q.reload_wanted(0).expect("spilled and nothing due");
+        assert!(q.reload_wanted(100, Instant::now()).is_none());
+        let want = q
+            .reload_wanted(0, Instant::now())
+            .expect("spilled and nothing due");
         assert_eq!(want.limit, 3);
         let earliest: Vec<_> = [1u64, 5, 6].iter().map(|&d| job(d, 1)).collect();
         q.reload(earliest, false);
@@ -792,7 +815,9 @@ mod tests {
         let (c, d) = (job(3, 1), job(4, 1));
         q.push([a.clone(), b.clone(), c.clone()]);
         assert!(q.spilled());
-        let plan = q.reload_wanted(0).expect("spilled, nothing due");
+        let plan = q
+            .reload_wanted(0, Instant::now())
+            .expect("spilled, nothing due");
         assert!(plan.known.contains(&a.delivery_id) && plan.known.contains(&b.delivery_id));
         // While the table is read: `b` is recorded (and queued again later).
         q.recorded(b.delivery_id);
@@ -823,7 +848,7 @@ mod tests {
         let d = job(1, 1);
         q.push([d.clone(), job(2, 1)]);
         assert_eq!(q.take(10).0.len(), 1, "its attempt is running");
-        let _plan = q.reload_wanted(0).expect("spilled and low");
+        let _plan = q.reload_wanted(0, Instant::now()).expect("spilled and low");
         // The table still holds its entry: the attempt is not recorded yet.
         let e = event(10);
         q.reload(
@@ -849,7 +874,7 @@ mod tests {
     fn a_webhook_forgotten_during_a_reload_leaves_nothing_known() {
         let q = loaded(100, 100, 1);
         q.push([job(1, 1), job(2, 2)]);
-        let _plan = q.reload_wanted(0).expect("spilled");
+        let _plan = q.reload_wanted(0, Instant::now()).expect("spilled");
         q.forget_webhook(WebhookId(3));
         let e = event(10);
         q.reload(vec![known(1, 2, &e, 4)], true);

@@ -366,6 +366,37 @@ mod tests {
         assert_eq!(wal.checkpoint_due_in(), None);
     }
 
+    /// The interval is measured on the clock the log is given (tokio's,
+    /// paused here), also when read from a thread outside the runtime, as
+    /// the group commit's writer does.
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_runs_on_the_clock_it_is_given() {
+        let dir = tempfile::tempdir().expect("dir");
+        let every = Duration::from_secs(60);
+        let mut wal = Wal::open(&dir.path().join("x.wal"), every).expect("open");
+        wal.set_clock(Clock::tokio());
+        let off_runtime = |wal: &Wal| {
+            std::thread::scope(|s| {
+                s.spawn(|| (wal.checkpoint_due_in(), wal.wants_checkpoint()))
+                    .join()
+                    .expect("thread")
+            })
+        };
+        wal.append(1, &[b"x".to_vec()]).expect("append");
+        assert_eq!(off_runtime(&wal), (Some(every), false));
+        tokio::time::advance(every - Duration::from_secs(1)).await;
+        assert_eq!(off_runtime(&wal), (Some(Duration::from_secs(1)), false));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(off_runtime(&wal), (Some(Duration::ZERO), true));
+        wal.checkpointed();
+        wal.append(2, &[b"y".to_vec()]).expect("append");
+        assert_eq!(
+            off_runtime(&wal),
+            (Some(every), false),
+            "from the checkpoint"
+        );
+    }
+
     #[test]
     fn a_log_that_grew_large_wants_a_checkpoint() {
         let dir = tempfile::tempdir().expect("dir");
