@@ -2,30 +2,80 @@
 //! [`crate::queue`]) within the concurrency limits (overall and per webhook, so
 //! a slow endpoint never holds up the others), makes each attempt, and records
 //! it with the next step of its delivery through the group commit.
+//!
+//! It works on a `Context` that [`crate::runtime`] builds: the queue, the
+//! clock, the stop token and what it uses of the engine (`Services`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::attempt::send;
-use crate::engine::{EngineEvent, EngineHandle};
+use crate::clock::Clock;
+use crate::engine::EngineEvent;
+use crate::ids::WebhookId;
 use crate::model::{AttemptRecord, ErrorClass, EventRecord, WebhookRecord};
-use crate::queue::{QueuedJob, RELOAD_EVERY};
+use crate::outbound::Outbound;
+use crate::queue::{Queue, QueuedJob, RELOAD_EVERY};
+use crate::retry::RetryPolicy;
 use crate::store::codec::encode;
-use crate::store::unix_ms;
+use crate::store::commit::GroupCommit;
+use crate::store::threads::StoreThreads;
 
-/// Runs until the engine's token is cancelled. Attempt tasks go on `tasks`, so
+/// What the scheduler and its attempts use of the engine besides the queue.
+pub(crate) trait Services: Send + Sync + 'static {
+    /// The store's calls (the due queue's reads, a delivery to send).
+    fn storage(&self) -> &StoreThreads;
+    /// The group commit that records attempts.
+    fn writes(&self) -> &GroupCommit;
+    /// The HTTP client deliveries go out on.
+    fn outbound(&self) -> &Outbound;
+    /// A webhook as last stored (from memory).
+    fn webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>>;
+    /// The retry policy in force.
+    fn retry_policy(&self) -> RetryPolicy;
+    /// The consecutive failures at which a webhook shows a warning.
+    fn warning_threshold(&self) -> u32;
+    /// Tells live views.
+    fn publish(&self, event: EngineEvent);
+}
+
+/// Everything the scheduler works with.
+pub(crate) struct Context {
+    /// The engine's parts it uses.
+    pub(crate) services: Arc<dyn Services>,
+    /// The due queue in memory.
+    pub(crate) queue: Arc<Queue>,
+    /// Due times, retry times and waits.
+    pub(crate) clock: Clock,
+    /// Stops the scheduler (attempts in flight finish).
+    pub(crate) cancel: CancellationToken,
+    /// Where attempts run, so the engine's stop waits for them.
+    pub(crate) tasks: TaskTracker,
+}
+
+/// Runs until the token is cancelled. Attempt tasks go on `tasks`, so
 /// shutdown waits for them.
-pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
-    let cancel = engine.inner.cancel.clone();
-    let queue = engine.inner.queue.clone();
+pub(crate) async fn run(context: Context) {
+    let context = Arc::new(context);
+    let tasks = context.tasks.clone();
+    schedule(&context, |job| {
+        let context = context.clone();
+        tasks.spawn(async move { attempt(&context, job).await });
+    })
+    .await
+}
+
+/// The scheduler's loop: hands each job to `start` once it is due and the
+/// limits let it start, and sleeps (on the clock) until the next one is due
+/// or the queue changes.
+async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
+    let (queue, clock) = (&context.queue, &context.clock);
     loop {
-        let now_ms = unix_ms(Utc::now());
-        if let Some(plan) = queue.reload_wanted(now_ms) {
-            match engine.storage().due_jobs(plan).await {
+        if let Some(plan) = queue.reload_wanted(clock.now_ms(), clock.instant()) {
+            match context.services.storage().due_jobs(plan).await {
                 Ok((jobs, complete)) => {
                     tracing::debug!(entries = jobs.len(), complete, "due queue read");
                     queue.reload(jobs, complete);
@@ -41,26 +91,25 @@ pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
         let (jobs, next_due) = if queue.sends_held() {
             (Vec::new(), None)
         } else {
-            queue.take(unix_ms(Utc::now()))
+            queue.take(clock.now_ms())
         };
         for job in jobs {
-            let engine = engine.clone();
-            tasks.spawn(async move { attempt(&engine, job).await });
+            start(job);
         }
         let mut sleep_until = next_due.map(|due_ms| {
-            let wait = due_ms.saturating_sub(unix_ms(Utc::now()));
-            Instant::now() + Duration::from_millis(wait)
+            let wait = due_ms.saturating_sub(clock.now_ms());
+            clock.instant() + Duration::from_millis(wait)
         });
         if queue.spilled() {
-            let soon = Instant::now() + RELOAD_EVERY;
+            let soon = clock.instant() + RELOAD_EVERY;
             sleep_until = Some(sleep_until.map_or(soon, |t| t.min(soon)));
         }
         tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = context.cancel.cancelled() => break,
             _ = queue.changed() => {}
             _ = async {
                 match sleep_until {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                    Some(at) => clock.sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             } => {}
@@ -73,32 +122,33 @@ pub(crate) async fn run(engine: EngineHandle, tasks: TaskTracker) {
 type Prepared = (Arc<EventRecord>, Arc<WebhookRecord>, u32);
 
 /// Makes one attempt of a due delivery and records it.
-async fn attempt(engine: &EngineHandle, job: QueuedJob) {
-    let queue = &engine.inner.queue;
+async fn attempt(context: &Context, job: QueuedJob) {
+    let (queue, services) = (&context.queue, &*context.services);
     let id = job.delivery_id;
-    let Some((event, webhook, number)) = prepare(engine, &job).await else {
+    let Some((event, webhook, number)) = prepare(context, &job).await else {
         queue.request_done(job.webhook_id);
         queue.recorded(id);
         return;
     };
     let (mut record, retry_after) =
-        send(&engine.inner.outbound, &webhook, &event, id, number, false).await;
+        send(services.outbound(), &webhook, &event, id, number, false).await;
     // The slot is free once the endpoint answered; the delivery itself stays
     // taken until its attempt is recorded.
     queue.request_done(job.webhook_id);
     let next_due_ms = if record.attempt.success {
         None
     } else {
-        engine
+        let now_ms = context.clock.now_ms();
+        services
             .retry_policy()
             .next_delay(number, retry_after, rand::random::<f64>())
-            .map(|d| unix_ms(Utc::now()) + u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
+            .map(|d| now_ms + u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
     };
     record.attempt.next_retry_at =
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
-    let threshold = engine.threshold();
+    let threshold = services.warning_threshold();
     let record = Arc::new(record);
-    let recorded = record_until_stored(engine, &record, next_due_ms, threshold).await;
+    let recorded = record_until_stored(context, &record, next_due_ms, threshold).await;
     queue.recorded(id);
     match recorded {
         Ok(health) => {
@@ -122,12 +172,12 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
                 retry = next_due_ms.is_some(),
                 "attempt recorded"
             );
-            engine.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
+            services.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
             if let Some(h) = health {
                 if h.warning {
                     tracing::warn!(webhook = %h.webhook_id, failures = h.consecutive_failures, "webhook is failing");
                 }
-                engine.publish(EngineEvent::WebhookHealthChanged(h));
+                services.publish(EngineEvent::WebhookHealthChanged(h));
             }
         }
         Err(e) => {
@@ -147,35 +197,35 @@ async fn attempt(engine: &EngineHandle, job: QueuedJob) {
 /// so it is not sent again. Encoded here, on the async threads, so the one
 /// writer thread only writes.
 async fn record_until_stored(
-    engine: &EngineHandle,
+    context: &Context,
     record: &Arc<AttemptRecord>,
     next_due_ms: Option<u64>,
     threshold: u32,
 ) -> crate::Result<Option<crate::store::Health>> {
-    let queue = &engine.inner.queue;
+    let (queue, cancel) = (&context.queue, &context.cancel);
     let mut wait = Duration::from_millis(100);
     let mut held = false;
     let result = loop {
         let written = async {
             let encoded = encode(&**record)?;
             let record = record.clone();
-            engine
-                .inner
-                .writes
+            context
+                .services
+                .writes()
                 .record_attempt(record, encoded, next_due_ms, threshold)
                 .await
         }
         .await;
         match written {
-            Err(crate::Error::Storage(e)) if !engine.inner.cancel.is_cancelled() => {
+            Err(crate::Error::Storage(e)) if !cancel.is_cancelled() => {
                 if !held {
                     tracing::error!(delivery = %record.attempt.delivery_id, error = %e, "recording an attempt failed; it is kept and written again, and no new attempt starts until it is");
                     queue.hold_sends();
                     held = true;
                 }
                 tokio::select! {
-                    _ = engine.inner.cancel.cancelled() => {}
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => {}
+                    _ = context.clock.sleep(wait) => {}
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
@@ -196,19 +246,20 @@ async fn record_until_stored(
 /// anything else is read from the store and must still be pending at the same
 /// due time (a stale copy is dropped). A delivery whose webhook is gone or
 /// disabled is cancelled.
-async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
-    let cached = engine.cached_webhook(job.webhook_id);
+async fn prepare(context: &Context, job: &QueuedJob) -> Option<Prepared> {
+    let storage = context.services.storage();
+    let cached = context.services.webhook(job.webhook_id);
     if let (Some(known), Some(webhook)) = (&job.known, &cached)
         && webhook.enabled
     {
         return Some((known.event.clone(), webhook.clone(), known.attempt));
     }
     let id = job.delivery_id;
-    let loaded = match engine.storage().load_job(id).await {
+    let loaded = match storage.load_job(id).await {
         Ok(loaded) => loaded?,
         Err(e) => {
             tracing::error!(delivery = %id, error = %e, "loading a delivery failed; it stays queued");
-            engine.inner.queue.mark_spilled();
+            context.queue.mark_spilled();
             return None;
         }
     };
@@ -223,10 +274,137 @@ async fn prepare(engine: &EngineHandle, job: &QueuedJob) -> Option<Prepared> {
         )),
         _ => {
             let due_ms = job.due_ms;
-            if let Err(e) = engine.storage().cancel_delivery(id, due_ms).await {
+            if let Err(e) = storage.cancel_delivery(id, due_ms).await {
                 tracing::error!(delivery = %id, error = %e, "cancelling a delivery failed");
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::clock::tests::within_real;
+    use crate::ids::DeliveryId;
+    use crate::store::{NewEvent, Store};
+
+    /// The store side of the scheduler, on a real store: nothing else is
+    /// asked of it while it only hands jobs out.
+    struct Parts {
+        storage: StoreThreads,
+        writes: GroupCommit,
+        outbound: Outbound,
+    }
+
+    impl Services for Parts {
+        fn storage(&self) -> &StoreThreads {
+            &self.storage
+        }
+        fn writes(&self) -> &GroupCommit {
+            &self.writes
+        }
+        fn outbound(&self) -> &Outbound {
+            &self.outbound
+        }
+        fn webhook(&self, _: WebhookId) -> Option<Arc<WebhookRecord>> {
+            None
+        }
+        fn retry_policy(&self) -> RetryPolicy {
+            RetryPolicy::default()
+        }
+        fn warning_threshold(&self) -> u32 {
+            5
+        }
+        fn publish(&self, _: EngineEvent) {}
+    }
+
+    /// Ingests one `message.created` event at the clock's time; its delivery.
+    async fn ingest(parts: &Parts, clock: &Clock) -> DeliveryId {
+        let new = NewEvent::new("message.created", "{}", None, clock.now()).expect("event");
+        let (give, mut take) = mpsc::unbounded_channel();
+        parts
+            .writes
+            .ingest(new, move |jobs| {
+                let _ = give.send(jobs);
+            })
+            .await
+            .expect("ingest");
+        take.recv().await.expect("jobs")[0].delivery_id
+    }
+
+    /// A retry due in 30 s is not handed out at 29 s, and is at 30 s (a
+    /// fresh delivery at once). Tokio's paused clock drives the scheduler's
+    /// wall clock and its sleep together; the store is a real one. The jobs
+    /// are taken at the scheduler's boundary, not sent: an HTTPS attempt
+    /// waits on real I/O, during which the paused clock would jump to the
+    /// next timer (the request's timeout among them).
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_is_handed_out_when_it_is_due_and_not_before() {
+        let clock = Clock::tokio();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("orki.redb")).expect("open");
+        let hook = crate::store::tests::crm_webhook();
+        store.insert_webhook(&hook).expect("webhook");
+        let parts = Parts {
+            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
+            writes: GroupCommit::start(store).expect("writer"),
+            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+        };
+        let start_ms = clock.now_ms();
+        // A delivery that failed once, its retry due in 30 s; then a fresh one.
+        let retry = ingest(&parts, &clock).await;
+        let mut failed =
+            crate::store::tests::attempt(hook.id, start_ms, "message.created", false, 1);
+        failed.attempt.delivery_id = retry;
+        let job = parts
+            .storage
+            .load_job(retry)
+            .await
+            .expect("load")
+            .expect("job");
+        failed.attempt.event_id = job.event.id;
+        let encoded = encode(&failed).expect("encode");
+        let due_ms = start_ms + 30_000;
+        parts
+            .writes
+            .record_attempt(Arc::new(failed), encoded, Some(due_ms), 5)
+            .await
+            .expect("record");
+        let fresh = ingest(&parts, &clock).await;
+
+        let context = Arc::new(Context {
+            services: Arc::new(parts),
+            queue: Arc::new(Queue::new(8, 4, 1000)),
+            clock: clock.clone(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let (handed, mut out) = mpsc::unbounded_channel();
+        let scheduler = {
+            let (context, clock) = (context.clone(), clock.clone());
+            tokio::spawn(async move {
+                schedule(&context, |job| {
+                    let _ = handed.send((job.delivery_id, clock.now_ms()));
+                })
+                .await
+            })
+        };
+        let limit = Duration::from_secs(10);
+        let next = within_real(limit, "a job handed out", out.recv()).await;
+        assert_eq!(
+            next,
+            Some((fresh, start_ms)),
+            "a fresh delivery goes at once"
+        );
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(out.try_recv().is_err(), "the retry was handed out early");
+        // Nothing runs now but the scheduler's sleep: the clock moves to its end.
+        let next = within_real(limit, "the retry handed out", out.recv()).await;
+        assert_eq!(next, Some((retry, due_ms)), "handed out at its due time");
+        context.cancel.cancel();
+        scheduler.await.expect("scheduler");
     }
 }

@@ -10,7 +10,8 @@
 //! Modules by concept; imports only go down this ladder (no module imports
 //! one above it, `scripts/check-module-cycles` checks there is no cycle):
 //!
-//! 1. Leaves, data and pure checks, no I/O: [`ids`], [`secret`], [`event_types`]
+//! 1. Leaves, data and pure checks, no I/O: [`clock`] (the one source of time,
+//!    which tests drive), [`ids`], [`secret`], [`event_types`]
 //!    (the catalogue and its sample payloads), [`verification`] (why a handshake
 //!    failed), [`model`] (records as stored and as shown), [`retry`] (the pure
 //!    backoff policy), [`settings`] (run-time settings), [`signing`]
@@ -42,6 +43,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub(crate) mod attempt;
+pub(crate) mod clock;
 pub mod config;
 pub(crate) mod delivery;
 pub mod engine;

@@ -1,17 +1,28 @@
 //! Wiring: [`Engine::start`] builds the handle and starts the workers
 //! (scheduler, retention, listener) that stop on the one cancel token;
-//! [`Engine::wait`] waits for them. The only module that knows them all.
+//! [`Engine::wait`] waits for them. The only module that knows them all: it
+//! gives each worker its context, made of the handle's parts.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::EngineHandle;
+use crate::engine::{EngineEvent, EngineHandle};
 use crate::error::{Error, Result};
+use crate::ids::WebhookId;
+use crate::model::WebhookRecord;
+use crate::outbound::Outbound;
+use crate::retry::RetryPolicy;
+use crate::settings::Settings;
 use crate::store::Store;
+use crate::store::commit::GroupCommit;
+use crate::store::threads::StoreThreads;
+use crate::{delivery, retention};
 
 /// The running engine. Cancel its token to stop it, then [`Engine::wait`].
 pub struct Engine {
@@ -37,8 +48,14 @@ impl Engine {
         let tasks = TaskTracker::new();
         let handle =
             EngineHandle::open(config, store, local_addr, cancel.clone(), tasks.clone()).await?;
-        tasks.spawn(crate::delivery::run(handle.clone(), tasks.clone()));
-        tasks.spawn(crate::retention::run(handle.clone()));
+        tasks.spawn(delivery::run(delivery::Context {
+            services: Arc::new(handle.clone()),
+            queue: handle.inner.queue.clone(),
+            clock: Clock::System,
+            cancel: cancel.clone(),
+            tasks: tasks.clone(),
+        }));
+        tasks.spawn(retention::run(retention::Context::from(&handle)));
         let app = crate::http::router(handle.clone());
         let limits = crate::listener::Serve {
             max_connections: handle.inner.config.max_connections,
@@ -73,5 +90,61 @@ impl Engine {
         // After the last attempt was recorded: commit what is queued, release the file.
         self.handle.close_writes().await;
         tracing::info!("engine stopped");
+    }
+}
+
+impl delivery::Services for EngineHandle {
+    fn storage(&self) -> &StoreThreads {
+        EngineHandle::storage(self)
+    }
+
+    fn writes(&self) -> &GroupCommit {
+        &self.inner.writes
+    }
+
+    fn outbound(&self) -> &Outbound {
+        &self.inner.outbound
+    }
+
+    fn webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>> {
+        self.cached_webhook(id)
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        EngineHandle::retry_policy(self)
+    }
+
+    fn warning_threshold(&self) -> u32 {
+        self.threshold()
+    }
+
+    fn publish(&self, event: EngineEvent) {
+        EngineHandle::publish(self, event)
+    }
+}
+
+impl retention::Services for EngineHandle {
+    fn storage(&self) -> &StoreThreads {
+        EngineHandle::storage(self)
+    }
+
+    fn settings(&self) -> Settings {
+        EngineHandle::settings(self)
+    }
+
+    fn publish(&self, event: EngineEvent) {
+        EngineHandle::publish(self, event)
+    }
+}
+
+/// Retention on the engine (what [`retention::prune_once`] takes): on the
+/// system clock, stopping with the engine.
+impl From<&EngineHandle> for retention::Context {
+    fn from(handle: &EngineHandle) -> Self {
+        retention::Context {
+            services: Arc::new(handle.clone()),
+            clock: Clock::System,
+            cancel: handle.inner.cancel.clone(),
+        }
     }
 }

@@ -26,9 +26,10 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::ids::{DeliveryId, EventId, WebhookId};
 use crate::model::EventRecord;
@@ -472,9 +473,10 @@ impl Queue {
 
     /// When the queue spilled and needs the table's earliest entries (it runs
     /// low, or nothing in memory is due at `now_ms` and a second has passed since
-    /// the last reload): returns what to read, and starts counting the entries
-    /// it misses and the deliveries that change meanwhile.
-    pub(crate) fn reload_wanted(&self, now_ms: u64) -> Option<ReloadPlan> {
+    /// the last reload, by the monotonic `now`; both read on the scheduler's
+    /// clock): returns what to read, and starts counting the entries it misses
+    /// and the deliveries that change meanwhile.
+    pub(crate) fn reload_wanted(&self, now_ms: u64, now: Instant) -> Option<ReloadPlan> {
         let mut s = self.lock();
         if !s.spilled {
             return None;
@@ -484,12 +486,13 @@ impl Queue {
             .lanes
             .values()
             .all(|l| l.jobs.keys().next().is_none_or(|(due, _)| *due > now_ms))
-            && s.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY);
+            && s.last_reload
+                .is_none_or(|t| now.duration_since(t) >= RELOAD_EVERY);
         if !(low || idle) {
             return None;
         }
         s.missed = 0;
-        s.last_reload = Some(Instant::now());
+        s.last_reload = Some(now);
         s.end_reload();
         s.reloading = true;
         let known = s

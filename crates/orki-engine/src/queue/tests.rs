@@ -127,6 +127,24 @@ fn a_parked_copy_of_a_forgotten_webhook_does_not_come_back() {
     assert!(q.take(5).0.is_empty());
 }
 
+/// Spilled with nothing due (and not running low), the table is read
+/// again once [`RELOAD_EVERY`] has passed on the scheduler's clock, not before.
+#[test]
+fn spilled_and_idle_it_reloads_again_after_reload_every() {
+    let q = loaded(10, 10, 4);
+    let queued: Vec<_> = (0..4).map(|_| job(100, 1)).collect();
+    q.push(queued.clone());
+    q.push([job(200, 1)]);
+    assert!(q.spilled());
+    let t0 = Instant::now();
+    assert!(q.reload_wanted(0, t0).is_some(), "the first reload at once");
+    q.reload(queued, false);
+    assert!(q.spilled(), "the table had more");
+    let just_before = t0 + RELOAD_EVERY - Duration::from_millis(1);
+    assert!(q.reload_wanted(0, just_before).is_none());
+    assert!(q.reload_wanted(0, t0 + RELOAD_EVERY).is_some());
+}
+
 #[test]
 fn past_the_limit_it_spills_and_a_reload_takes_the_earliest_back() {
     let q = loaded(10, 10, 3);
@@ -134,8 +152,10 @@ fn past_the_limit_it_spills_and_a_reload_takes_the_earliest_back() {
     assert!(q.spilled());
     assert_eq!(q.len().0, 3);
     // Something is queued and due: no reload yet (it is not running low).
-    assert!(q.reload_wanted(100).is_none());
-    let want = q.reload_wanted(0).expect("spilled and nothing due");
+    assert!(q.reload_wanted(100, Instant::now()).is_none());
+    let want = q
+        .reload_wanted(0, Instant::now())
+        .expect("spilled and nothing due");
     assert_eq!(want.limit, 3);
     let earliest: Vec<_> = [1u64, 5, 6].iter().map(|&d| job(d, 1)).collect();
     q.reload(earliest, false);
@@ -204,7 +224,9 @@ fn a_reload_keeps_what_it_knew_unless_the_delivery_changed_meanwhile() {
     let (c, d) = (job(3, 1), job(4, 1));
     q.push([a.clone(), b.clone(), c.clone()]);
     assert!(q.spilled());
-    let plan = q.reload_wanted(0).expect("spilled, nothing due");
+    let plan = q
+        .reload_wanted(0, Instant::now())
+        .expect("spilled, nothing due");
     assert!(plan.known.contains(&a.delivery_id) && plan.known.contains(&b.delivery_id));
     // While the table is read: `b` is recorded (and queued again later).
     q.recorded(b.delivery_id);
@@ -235,7 +257,7 @@ fn a_reload_read_during_an_attempt_does_not_send_it_again() {
     let d = job(1, 1);
     q.push([d.clone(), job(2, 1)]);
     assert_eq!(q.take(10).0.len(), 1, "its attempt is running");
-    let _plan = q.reload_wanted(0).expect("spilled and low");
+    let _plan = q.reload_wanted(0, Instant::now()).expect("spilled and low");
     // The table still holds its entry: the attempt is not recorded yet.
     let e = event(10);
     q.reload(
@@ -261,7 +283,7 @@ fn a_reload_read_during_an_attempt_does_not_send_it_again() {
 fn a_webhook_forgotten_during_a_reload_leaves_nothing_known() {
     let q = loaded(100, 100, 1);
     q.push([job(1, 1), job(2, 2)]);
-    let _plan = q.reload_wanted(0).expect("spilled");
+    let _plan = q.reload_wanted(0, Instant::now()).expect("spilled");
     q.forget_webhook(WebhookId(3));
     let e = event(10);
     q.reload(vec![known(1, 2, &e, 4)], true);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use tokio::sync::oneshot;
 
+use crate::clock::Clock;
 use crate::model::{Accepted, AttemptRecord};
 use crate::queue::QueuedJob;
 use crate::store::{Health, HotTables, NewEvent};
@@ -26,6 +27,8 @@ type Apply = Box<dyn for<'t> FnOnce(&mut HotTables<'t>) -> Finish + Send>;
 
 enum Msg {
     Op(Apply),
+    /// Time moved on (a driven clock's wait ran out): look at it again.
+    Tick,
     Close,
 }
 
@@ -36,12 +39,20 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer thread on `store`.
+    /// Starts the writer thread on `store`, on the system clock.
     pub(crate) fn start(store: Store) -> Result<Self> {
+        Self::start_on(store, Clock::System)
+    }
+
+    /// Starts the writer thread on `store`; the checkpoint interval runs on
+    /// `clock` (tests drive it).
+    pub(crate) fn start_on(store: Store, clock: Clock) -> Result<Self> {
+        store.wal().set_clock(clock.clone());
         let (tx, rx) = mpsc::channel::<Msg>();
+        let wake = tx.clone();
         let thread = std::thread::Builder::new()
             .name("orki-writer".into())
-            .spawn(move || writer(store, &rx))
+            .spawn(move || writer(store, &rx, &wake, &clock))
             .map_err(|source| Error::Io {
                 context: "starting the writer thread".into(),
                 source,
@@ -135,28 +146,50 @@ impl GroupCommit {
     }
 }
 
-fn writer(store: Store, rx: &mpsc::Receiver<Msg>) {
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // The writer holds a sender of its own (to wake itself on a driven
+        // clock), so the channel never closes: a handle dropped without
+        // `close` ends the thread this way (without waiting for it).
+        let _ = self.tx.send(Msg::Close);
+    }
+}
+
+/// The writer thread: waits for operations (on `clock`, up to the next
+/// checkpoint due by time; a driven clock sends `Msg::Tick` on `wake` when it
+/// is), applies and commits them in batches.
+fn writer(store: Store, rx: &mpsc::Receiver<Msg>, wake: &mpsc::Sender<Msg>, clock: &Clock) {
     let mut closing = false;
     while !closing {
-        let received = match store.checkpoint_due_in() {
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(due) => rx.recv_timeout(due),
+        let due = store.checkpoint_due_in();
+        let checkpoint_due = due.is_some_and(|due| due.is_zero());
+        let received = if checkpoint_due {
+            // A batch waiting now is committed durably: it is the checkpoint.
+            rx.try_recv().map_err(|e| match e {
+                mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Timeout,
+                mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
+            })
+        } else {
+            clock.recv_timeout(rx, due, wake, || Msg::Tick)
         };
         let first = match received {
             Ok(Msg::Op(op)) => op,
             // Idle with batches only in the log: a checkpoint now.
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(mpsc::RecvTimeoutError::Timeout) if checkpoint_due => {
                 if let Err(e) = store.checkpoint() {
                     tracing::error!(error = %e, "a checkpoint failed; the log keeps the batches");
                 }
                 continue;
             }
+            // The time is up (or it moved): look at it again.
+            Ok(Msg::Tick) | Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Ok(Msg::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(Msg::Op(op)) => ops.push(op),
+                Ok(Msg::Tick) => {}
                 Ok(Msg::Close) => {
                     closing = true;
                     break;
@@ -226,13 +259,13 @@ mod tests {
     use crate::store::{AttemptFilter, NewEvent, unix_ms};
 
     /// A store at `path` with one webhook (to `message.created`) and its
-    /// writer, checkpointing by time only every `every`.
-    fn writer_on(path: &Path, every: Duration) -> (Store, WebhookId, GroupCommit) {
+    /// writer, checkpointing by time only every `every` of `clock`.
+    fn writer_on(path: &Path, every: Duration, clock: Clock) -> (Store, WebhookId, GroupCommit) {
         let store = Store::open(path).expect("open");
         store.set_checkpoint_every(every);
         let hook = crate::store::tests::crm_webhook();
         store.insert_webhook(&hook).expect("webhook");
-        let writes = GroupCommit::start(store.clone()).expect("writer");
+        let writes = GroupCommit::start_on(store.clone(), clock).expect("writer");
         (store, hook.id, writes)
     }
 
@@ -298,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("orki.redb");
         // No checkpoint on its own during the test.
-        let (store, hook, writes) = writer_on(&path, Duration::from_secs(3600));
+        let (store, hook, writes) = writer_on(&path, Duration::from_secs(3600), Clock::System);
         let accepted = ingest(&writes, 60).await;
         assert!(accepted.iter().all(|(a, _)| a.deliveries == 1));
         for a in &accepted[..20] {
@@ -352,26 +385,44 @@ mod tests {
     }
 
     /// With no batch after them, logged batches still reach the database file
-    /// by themselves: the writer checkpoints once the interval has passed.
+    /// by themselves: the writer checkpoints once the interval has passed, and
+    /// not before. Time is tokio's paused clock, which the writer thread
+    /// waits on: the test moves it instead of waiting for it.
     #[tokio::test]
     async fn an_idle_writer_checkpoints_what_it_logged() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("orki.redb");
-        let (_store, _, writes) = writer_on(&path, Duration::from_millis(50));
+        let every = Duration::from_secs(60);
+        let clock = Clock::tokio();
+        let Clock::Tokio(driven) = clock.clone() else {
+            unreachable!("a driven clock")
+        };
+        let (_store, _, writes) = writer_on(&path, every, clock);
+        // Written in real time (the interval is far off), then time stands still.
         let accepted = ingest(&writes, 10).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        tokio::time::pause();
+        let on_disk = || {
             let image = tempfile::tempdir().expect("dir");
-            let copy = Store::open(&crash_image(&path, image.path(), false)).expect("open");
-            if found(&copy, &accepted) == accepted.len() {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the logged batches never reached the file"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            found(
+                &Store::open(&crash_image(&path, image.path(), false)).expect("open"),
+                &accepted,
+            )
+        };
+        // Blocking the runtime's thread is safe here: a timer that fired has
+        // sent its wake already, and the writer needs nothing else of it.
+        let settled = || driven.wait_idle(Duration::from_secs(10));
+        assert_eq!(on_disk(), 0, "the batches are in the log only");
+        tokio::time::sleep(every / 2).await;
+        assert!(settled(), "the writer waits");
+        assert_eq!(on_disk(), 0, "a checkpoint before the interval passed");
+        // The writer's wait ends at the interval, before this one.
+        tokio::time::sleep(every / 2 + Duration::from_secs(1)).await;
+        assert!(settled(), "the writer is back waiting after its checkpoint");
+        assert_eq!(
+            on_disk(),
+            accepted.len(),
+            "the logged batches never reached the file"
+        );
         writes.close();
     }
 }

@@ -73,7 +73,7 @@ impl StoreThreads {
         self.run(|s| s.pending_count()).await
     }
 
-    /// The next due jobs the in-memory queue does not hold (and whether more remain).
+    /// The due queue's first entries, those not known read in full (and whether that was all).
     pub(crate) async fn due_jobs(&self, plan: ReloadPlan) -> Result<(Vec<QueuedJob>, bool)> {
         self.run(move |s| s.due_jobs(&plan)).await
     }

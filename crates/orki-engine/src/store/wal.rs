@@ -24,8 +24,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::clock::Clock;
 use crate::{Error, Result};
 
 /// A checkpoint is due once this much has been logged since the last one.
@@ -57,6 +60,8 @@ pub struct Wal {
     broken: bool,
     every: Duration,
     buf: Vec<u8>,
+    /// Where the interval is measured (see [`Wal::set_clock`]).
+    clock: Clock,
 }
 
 impl Wal {
@@ -75,11 +80,19 @@ impl Wal {
         Ok(Self {
             file,
             len: 0,
-            checkpointed_at: Instant::now(),
+            checkpointed_at: Clock::System.instant(),
             broken: false,
             every,
             buf: Vec::new(),
+            clock: Clock::System,
         })
+    }
+
+    /// Measures the checkpoint interval on `clock` from now on (the group
+    /// commit's, which tests drive), starting it again.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.checkpointed_at = clock.instant();
+        self.clock = clock;
     }
 
     /// Whether the next batch should be committed durably: the log is long or
@@ -93,7 +106,10 @@ impl Wal {
     /// How long until a checkpoint is due by time, when anything was logged
     /// since the last one.
     pub fn checkpoint_due_in(&self) -> Option<Duration> {
-        (self.len > 0).then(|| self.every.saturating_sub(self.checkpointed_at.elapsed()))
+        (self.len > 0).then(|| {
+            let since = self.clock.instant().duration_since(self.checkpointed_at);
+            self.every.saturating_sub(since)
+        })
     }
 
     /// Appends record `seq` and syncs it: when this returns `Ok`, the record
@@ -145,7 +161,7 @@ impl Wal {
                 tracing::warn!(error = %e, "rewinding the write-ahead log failed");
             }
         }
-        self.checkpointed_at = Instant::now();
+        self.checkpointed_at = self.clock.instant();
     }
 
     /// The database holds everything, and nothing more will be logged (a
@@ -159,7 +175,7 @@ impl Wal {
     /// A checkpoint failed: the next one by time is tried a full interval
     /// later, not at once again.
     pub fn checkpoint_failed(&mut self) {
-        self.checkpointed_at = Instant::now();
+        self.checkpointed_at = self.clock.instant();
     }
 
     /// Bytes logged since the last checkpoint.
@@ -348,6 +364,37 @@ mod tests {
         );
         wal.checkpointed();
         assert_eq!(wal.checkpoint_due_in(), None);
+    }
+
+    /// The interval is measured on the clock the log is given (tokio's,
+    /// paused here), also when read from a thread outside the runtime, as
+    /// the group commit's writer does.
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_runs_on_the_clock_it_is_given() {
+        let dir = tempfile::tempdir().expect("dir");
+        let every = Duration::from_secs(60);
+        let mut wal = Wal::open(&dir.path().join("x.wal"), every).expect("open");
+        wal.set_clock(Clock::tokio());
+        let off_runtime = |wal: &Wal| {
+            std::thread::scope(|s| {
+                s.spawn(|| (wal.checkpoint_due_in(), wal.wants_checkpoint()))
+                    .join()
+                    .expect("thread")
+            })
+        };
+        wal.append(1, &[b"x".to_vec()]).expect("append");
+        assert_eq!(off_runtime(&wal), (Some(every), false));
+        tokio::time::advance(every - Duration::from_secs(1)).await;
+        assert_eq!(off_runtime(&wal), (Some(Duration::from_secs(1)), false));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(off_runtime(&wal), (Some(Duration::ZERO), true));
+        wal.checkpointed();
+        wal.append(2, &[b"y".to_vec()]).expect("append");
+        assert_eq!(
+            off_runtime(&wal),
+            (Some(every), false),
+            "from the checkpoint"
+        );
     }
 
     #[test]
