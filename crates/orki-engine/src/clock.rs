@@ -23,10 +23,12 @@ use crate::sync::Locked;
 
 /// Where the engine's workers read time (see the module docs).
 #[derive(Clone, Debug, Default)]
-pub enum Clock {
+pub(crate) enum Clock {
     /// The system's wall clock; tokio's timers and `Instant` for waits.
     #[default]
     System,
+    // Only tests drive the engine on tokio's clock so far.
+    #[cfg_attr(not(test), allow(dead_code))]
     /// Tokio's clock for everything (see [`Clock::tokio`]).
     Tokio(Arc<Driven>),
 }
@@ -36,7 +38,8 @@ impl Clock {
     /// included (it starts at the system's wall time now and moves with
     /// tokio's `Instant`). Threads outside the runtime (the group commit's
     /// writer) read and wait on it too. Panics outside a tokio runtime.
-    pub fn tokio() -> Self {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn tokio() -> Self {
         let runtime = Handle::current();
         let start = Instant::now();
         Clock::Tokio(Arc::new(Driven {
@@ -49,7 +52,7 @@ impl Clock {
     }
 
     /// Milliseconds since the Unix epoch, now.
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         match self {
             Clock::System => u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0),
             Clock::Tokio(d) => d.start_ms + millis(d.instant().duration_since(d.start)),
@@ -57,7 +60,8 @@ impl Clock {
     }
 
     /// The wall clock now.
-    pub fn now(&self) -> DateTime<Utc> {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Tokio(_) => {
@@ -67,7 +71,7 @@ impl Clock {
     }
 
     /// The monotonic clock now, to measure intervals and to wait until.
-    pub fn instant(&self) -> Instant {
+    pub(crate) fn instant(&self) -> Instant {
         match self {
             Clock::System => Instant::now(),
             Clock::Tokio(d) => d.instant(),
@@ -75,12 +79,12 @@ impl Clock {
     }
 
     /// Waits until `at` (on the runtime's timers).
-    pub async fn sleep_until(&self, at: Instant) {
+    pub(crate) async fn sleep_until(&self, at: Instant) {
         tokio::time::sleep_until(at).await
     }
 
     /// Waits for `wait`.
-    pub async fn sleep(&self, wait: Duration) {
+    pub(crate) async fn sleep(&self, wait: Duration) {
         self.sleep_until(self.instant() + wait).await
     }
 
@@ -89,7 +93,7 @@ impl Clock {
     /// comes). On the driven clock the wait ends by a message too: once the
     /// time is up, `tick()` is sent on `wake`, and the caller takes it as a
     /// cue to look at the time again.
-    pub fn recv_timeout<T: Send + 'static>(
+    pub(crate) fn recv_timeout<T: Send + 'static>(
         &self,
         rx: &mpsc::Receiver<T>,
         timeout: Option<Duration>,
@@ -111,7 +115,7 @@ fn millis(d: Duration) -> u64 {
 
 /// The state of [`Clock::tokio`]: tokio's clock, through a handle on its
 /// runtime, and what the threads waiting on it are doing.
-pub struct Driven {
+pub(crate) struct Driven {
     runtime: Handle,
     start: Instant,
     start_ms: u64,
@@ -183,7 +187,8 @@ impl Driven {
     /// clock with no wake pending: it has done what the time told it to. For
     /// tests, from `spawn_blocking` (the runtime must go on to fire timers).
     /// Returns whether it did in time.
-    pub fn wait_idle(&self, limit: Duration) -> bool {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn wait_idle(&self, limit: Duration) -> bool {
         let waits = self.waits.locked();
         let (_waits, result) = self
             .changed

@@ -8,9 +8,6 @@ use std::time::Duration;
 use crate::retry::RetryPolicy;
 use crate::{Error, Result, Secret};
 
-/// Default listen address of the local HTTP listener.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
-
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,7 +38,7 @@ pub struct Config {
     /// earliest ones from the database again as it goes.
     pub queue_memory_limit: usize,
     /// Most connections open to the listener at once (fewer if the open-file
-    /// limit is lower; see [`crate::listener`]).
+    /// limit is lower; see `listener`).
     pub max_connections: usize,
     /// How long a request's headers may take to arrive, and a kept-alive
     /// connection may sit idle, before it is closed.

@@ -22,7 +22,7 @@ pub const NAMES: [&str; 3] = ["meta.message", "message.created", "chat.status_ch
 /// Stored on disk: a code is never changed or reused, whatever the order of
 /// [`NAMES`]; a new type takes the next free number. `u8::MAX` is taken (a
 /// type no longer in the catalogue) and 0 means "any type" in older entries.
-pub fn index_code(name: &str) -> Option<u8> {
+pub(crate) fn index_code(name: &str) -> Option<u8> {
     match name {
         "meta.message" => Some(1),
         "message.created" => Some(2),
@@ -31,8 +31,10 @@ pub fn index_code(name: &str) -> Option<u8> {
     }
 }
 
-/// The type of an index code written by [`index_code`].
-pub fn of_index_code(code: u8) -> Option<&'static str> {
+/// The type of an index code written by [`index_code`] (the golden tests
+/// read the codes back).
+#[cfg(test)]
+pub(crate) fn of_index_code(code: u8) -> Option<&'static str> {
     match code {
         1 => Some("meta.message"),
         2 => Some("message.created"),
@@ -42,12 +44,12 @@ pub fn of_index_code(code: u8) -> Option<&'static str> {
 }
 
 /// Whether `name` is a known event type.
-pub fn is_known(name: &str) -> bool {
+pub(crate) fn is_known(name: &str) -> bool {
     NAMES.contains(&name)
 }
 
 /// All event types with descriptions and samples.
-pub fn catalogue() -> Vec<EventType> {
+pub(crate) fn catalogue() -> Vec<EventType> {
     NAMES.iter().filter_map(|name| find(name)).collect()
 }
 
@@ -142,7 +144,7 @@ fn chat_status_changed_sample() -> Value {
 
 /// What an admin reads when `name` is not a known event type (one wording
 /// for ingest, subscriptions, tests and log filters).
-pub fn unknown_message(name: &str) -> String {
+pub(crate) fn unknown_message(name: &str) -> String {
     format!(
         "unknown event type {name:?}; known types: {}",
         NAMES.join(", ")

@@ -10,37 +10,35 @@
 //! Modules by concept; imports only go down this ladder (no module imports
 //! one above it, `scripts/check-module-cycles` checks there is no cycle):
 //!
-//! 1. Leaves, data and pure checks, no I/O: [`clock`] (the one source of time,
-//!    which tests drive), [`ids`], [`secret`], [`event_types`]
+//! 1. Leaves, data and pure checks, no I/O: `clock` (the one source of time,
+//!    which tests drive), [`ids`], `secret`, [`event_types`]
 //!    (the catalogue and its sample payloads), [`verification`] (why a handshake
 //!    failed), [`model`] (records as stored and as shown), [`retry`] (the pure
-//!    backoff policy), [`settings`] (run-time settings), [`signing`]
-//!    (`X-Hub-Signature-256`), [`private_files`] (owner-only files), [`error`]
-//!    (the crate's error type and its one [`ErrorBody`]), [`listener`]
-//!    (connections served within limits), [`outbound`] (the HTTP client: system
+//!    backoff policy), [`settings`] (run-time settings), `signing`
+//!    (`X-Hub-Signature-256`), [`private_files`] (owner-only files), `error`
+//!    (the crate's error type and its one [`ErrorBody`]), `listener`
+//!    (connections served within limits), `outbound` (the HTTP client: system
 //!    roots plus extra CAs, no redirects, failures classified), [`config`].
 //! 2. [`store`]: the only module that names redb, a file per table family
 //!    (meta, webhooks, events, deliveries, attempts, prune). The rest of the
 //!    engine calls its async, business-level seam only: the store threads'
-//!    calls and admin writes, and [`store::commit`], the group commit made
-//!    durable by [`store::wal`]; [`store::tables`] and [`store::codec`] are
+//!    calls and admin writes, and `store::commit`, the group commit made
+//!    durable by [`store::wal`]; `store::tables` and [`store::codec`] are
 //!    the persisted format.
-//!    [`queue`] is the due queue in memory, [`query`] parses log queries.
-//! 3. [`handshake`] (the ownership check before a webhook is saved) and
-//!    [`attempt`] (one signed request and its record).
+//!    `queue` is the due queue in memory, [`query`] parses log queries.
+//! 3. `handshake` (the ownership check before a webhook is saved) and
+//!    `attempt` (one signed request and its record).
 //! 4. [`engine`]: [`EngineHandle`], every operation of the product (a file per
 //!    area), the one API both the HTTP layer and the desktop shell call.
-//! 5. Workers and the HTTP layer on the handle: [`delivery`] (the scheduler:
+//! 5. Workers and the HTTP layer on the handle: `delivery` (the scheduler:
 //!    the due queue within the concurrency limits, overall and per webhook),
 //!    [`retention`] (pruning by age and size), [`http`] (the axum router, the
-//!    OpenAPI document in [`http::openapi`], the embedded UI in [`http::ui`]).
-//! 6. [`runtime`]: [`Engine::start`] wires them together; [`telemetry`]: tracing
+//!    OpenAPI document in `http::openapi`, the embedded UI in `http::ui`).
+//! 6. `runtime`: [`Engine::start`] wires them together; [`telemetry`]: tracing
 //!    to stderr and daily rolling files, used by the binaries.
 
 // `pub` is for what the desktop shell, the tests and the benches use.
 #![warn(unreachable_pub)]
-// The crate docs map the engine for its developers, internal modules too.
-#![allow(rustdoc::private_intra_doc_links)]
 
 pub(crate) mod attempt;
 pub(crate) mod clock;

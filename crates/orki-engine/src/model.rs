@@ -264,7 +264,7 @@ pub struct ResponseRecord {
     pub status: u16,
     /// The answer's headers.
     pub headers: BTreeMap<String, String>,
-    /// The body (lossy UTF-8), cut at [`crate::outbound::MAX_RESPONSE_BODY`].
+    /// The body (lossy UTF-8), cut at `outbound::MAX_RESPONSE_BODY` (64 KiB).
     pub body: String,
     /// The body was longer than what is kept.
     pub body_truncated: bool,
@@ -333,7 +333,7 @@ pub struct Accepted {
 }
 
 /// A URL safe for logs: scheme, host, port and path, without query or user info.
-pub fn redacted(url: &url::Url) -> String {
+pub(crate) fn redacted(url: &url::Url) -> String {
     format!(
         "{}://{}{}{}",
         url.scheme(),

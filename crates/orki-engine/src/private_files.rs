@@ -1,8 +1,8 @@
 //! Files only the owner can read. The data directory holds every verify
 //! token, payload and response (the database, its write-ahead log, the logs),
 //! so on Unix its directories are `0700` and its files `0600`: whatever the
-//! process umask, files are created with that mode ([`create_dir`],
-//! [`create_file`], and the log files through `telemetry`), and what an older
+//! process umask, files are created with that mode (`create_dir`,
+//! `create_file`, and the log files through `telemetry`), and what an older
 //! version left readable is tightened at start ([`secure`]).
 //!
 //! A umask is process-wide, so the library never relies on (or changes) it.
@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// The mode of every directory the engine creates.
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 /// The mode of every file the engine creates.
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// Creates `dir` (and its missing parents) with mode `0700`; an existing one
 /// is left as it is (see [`secure`]).
-pub fn create_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -33,7 +33,7 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 /// Creates `path` as an empty file with mode `0600` unless it exists (then it
 /// is not opened at all: closing a descriptor of a database file would drop
 /// this process's locks on it).
-pub fn create_file(path: &Path) -> Result<()> {
+pub(crate) fn create_file(path: &Path) -> Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

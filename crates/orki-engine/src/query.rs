@@ -26,7 +26,7 @@ fn invalid(code: &'static str, message: String) -> Error {
 
 /// Parses an RFC 3339 time into Unix milliseconds (negative before 1970);
 /// `name` and `code` go in the error.
-pub fn parse_time(code: &'static str, name: &str, value: &str) -> Result<i64> {
+pub(crate) fn parse_time(code: &'static str, name: &str, value: &str) -> Result<i64> {
     let at = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
         invalid(
             code,

@@ -2,7 +2,7 @@
 //! the background, in small transactions so delivery never waits long for the
 //! writer; with a size cap, the oldest attempts go first until the database fits.
 //!
-//! It works on a [`Context`] that [`crate::runtime`] builds from the engine.
+//! It works on a [`Context`] that `runtime` builds from the engine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,9 @@ use crate::settings::Settings;
 use crate::store::threads::StoreThreads;
 
 /// Records removed per transaction.
-pub const BATCH: usize = 500;
+pub(crate) const BATCH: usize = 500;
 /// How often retention runs (it also runs at start).
-pub const EVERY: Duration = Duration::from_secs(15 * 60);
+pub(crate) const EVERY: Duration = Duration::from_secs(15 * 60);
 
 /// What retention uses of the engine.
 pub(crate) trait Services: Send + Sync + 'static {

@@ -5,10 +5,10 @@ use std::time::Duration;
 use crate::{Error, Result};
 
 /// Default backoff: front-loaded, about 2.6 days in all (11 retries after the first try).
-pub const DEFAULT_SCHEDULE: &str = "5s,30s,2m,5m,30m,2h,5h,10h,10h,14h,20h";
+pub(crate) const DEFAULT_SCHEDULE: &str = "5s,30s,2m,5m,30m,2h,5h,10h,10h,14h,20h";
 
 /// Longest wait a `Retry-After` header can impose.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +56,7 @@ impl RetryPolicy {
     /// `[0, 1)` (passed in so the function stays pure); `retry_after` is the server's
     /// `Retry-After` on a 429/503, honoured within `[1 s, MAX_RETRY_AFTER]` when it
     /// asks for longer than the schedule would wait.
-    pub fn next_delay(
+    pub(crate) fn next_delay(
         &self,
         attempt: u32,
         retry_after: Option<Duration>,
@@ -103,7 +103,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Parses a `Retry-After` header: delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -113,7 +116,7 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 }
 
 /// A duration in the largest unit that shows it exactly: `500ms`, `30s`, `2m`, `5h`, `1d`.
-pub fn format_duration(ms: u64) -> String {
+pub(crate) fn format_duration(ms: u64) -> String {
     for (unit, size) in [
         ("d", 86_400_000),
         ("h", 3_600_000),

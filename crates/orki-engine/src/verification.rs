@@ -1,5 +1,5 @@
 //! Why an ownership handshake failed: the step and a sentence (data only;
-//! [`crate::handshake`] runs the check).
+//! `handshake` runs the check).
 
 use serde::Serialize;
 

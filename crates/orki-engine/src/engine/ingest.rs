@@ -103,12 +103,10 @@ impl EngineHandle {
                         webhook_id: d.webhook_id,
                         known: None,
                     })
-                }))
+                }));
+                tracing::info!(webhook = %id, count = chosen.len(), "failed deliveries replayed");
             })
             .await?;
-        if requeue.is_some() && count > 0 {
-            tracing::info!(webhook = %id, count, "failed deliveries replayed");
-        }
         Ok(ReplayResult {
             dry_run,
             count,

@@ -12,7 +12,7 @@ mod webhooks;
 pub use ingest::{REPLAY_PACE_MS, ReplayResult};
 pub use log::AttemptPage;
 pub use settings::SettingsView;
-pub use webhooks::{NewWebhook, WebhookPatch, validate_url};
+pub use webhooks::{NewWebhook, WebhookPatch};
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -73,7 +73,7 @@ pub(crate) struct Inner {
     webhooks: RwLock<HashMap<WebhookId, Arc<WebhookRecord>>>,
     events: broadcast::Sender<EngineEvent>,
     pub(crate) cancel: CancellationToken,
-    /// Where the blocking store calls run (see [`EngineHandle::blocking`]).
+    /// Where the blocking store calls run (they also keep the admin writes in one order).
     store_threads: StoreThreads,
     /// Work that must finish even if the caller goes away (see [`EngineHandle::detached`]).
     tasks: TaskTracker,

@@ -67,12 +67,10 @@ impl EngineHandle {
     /// Changes settings (`PATCH /v1/settings`): all fields are validated first, and a
     /// bad one changes nothing. `regenerate_ingest_key: true` makes a new ingest key.
     pub async fn update_settings(&self, patch: Map<String, Value>) -> Result<SettingsView> {
-        let fields: Vec<String> = patch.keys().cloned().collect();
         let key_from_env = self.inner.config.ingest_key.is_some();
         let (inner, applied) = (self.inner.clone(), patch.clone());
         // `{}`, or only the values already stored: nothing is written.
-        let written = self
-            .storage()
+        self.storage()
             .change_settings(
                 move |stored| {
                     let regenerate = stored.apply_patch(&patch)?;
@@ -92,13 +90,12 @@ impl EngineHandle {
                         inner.credentials.writing().ingest_key = key;
                         tracing::info!("ingest key regenerated");
                     }
+                    // Logged by the job: a caller that goes away cannot skip it.
+                    tracing::info!(fields = ?applied.keys().collect::<Vec<_>>(), "settings changed");
                     Ok(())
                 },
             )
             .await?;
-        if written {
-            tracing::info!(fields = ?fields, "settings changed");
-        }
         self.settings_view().await
     }
 }

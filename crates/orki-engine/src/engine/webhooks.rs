@@ -279,7 +279,7 @@ impl EngineHandle {
 }
 
 /// Checks a webhook URL: absolute, `https://` (or `http://` to loopback when allowed).
-pub fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url> {
+pub(crate) fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url> {
     let text = text.trim();
     if text.chars().count() > 2048 {
         return Err(Error::invalid(

@@ -2,25 +2,23 @@
 //! and replay, settings, the delivery log and the live stream.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-use std::convert::Infallible;
-
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
+use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::engine::{EngineEvent, EngineHandle, NewWebhook, WebhookPatch};
 use crate::ids::{AttemptId, DeliveryId};
 use crate::query::{AttemptQuery, ReplayRequest};
 
-/// An error answer: status, machine code, message, and the handshake step if any.
 use super::{ApiError, ApiResult, parse_body, webhook_id};
 
 #[utoipa::path(get, path = "/v1/event-types", tag = "webhooks", security(("admin_token" = [])),

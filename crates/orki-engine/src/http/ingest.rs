@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::EngineHandle;
 
-/// An error answer: status, machine code, message, and the handshake step if any.
 use super::{ApiError, ApiResult, bearer, is_length_limit};
 
 /// The ingest body: `{"type": "...", "data": {...}}`; `data` is kept byte for byte.

@@ -77,7 +77,7 @@ impl From<Error> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// The whole router of the listener.
-pub fn router(engine: EngineHandle) -> Router {
+pub(crate) fn router(engine: EngineHandle) -> Router {
     let admin = Router::new()
         .route("/v1/event-types", get(list_event_types))
         .route("/v1/webhooks", get(list_webhooks).post(create_webhook))

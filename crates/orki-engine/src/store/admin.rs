@@ -46,21 +46,20 @@ impl StoreThreads {
     /// Changes the stored settings: `change` edits them and says whether a
     /// fresh ingest key is wanted (or refuses, and nothing is written). When
     /// nothing changed, nothing is written and `after` does not run; it gets
-    /// the fresh key otherwise. Returns whether anything was written.
+    /// the fresh key otherwise.
     pub(crate) async fn change_settings(
         &self,
         change: impl FnOnce(&mut Settings) -> Result<bool> + Send + 'static,
         after: impl FnOnce(Option<Secret>) -> Result<()> + Send + 'static,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         self.admin(move |s| {
             let mut stored = s.load_settings()?;
             let before = stored.clone();
             let regenerate = change(&mut stored)?;
             if stored == before && !regenerate {
-                return Ok(false);
+                return Ok(());
             }
-            after(s.save_settings(&stored, regenerate)?)?;
-            Ok(true)
+            after(s.save_settings(&stored, regenerate)?)
         })
         .await
     }
@@ -126,7 +125,7 @@ impl StoreThreads {
     }
 
     /// A webhook's given-up deliveries matching `filter`; with `requeue`
-    /// (start, pace), queued again and handed to `after`.
+    /// (start, pace), queued again and, if there were any, handed to `after`.
     pub(crate) async fn replay_failed(
         &self,
         id: WebhookId,
@@ -136,7 +135,7 @@ impl StoreThreads {
     ) -> Result<u64> {
         self.admin(move |s| {
             let chosen = s.replay_failed(id, &filter, requeue)?;
-            if requeue.is_some() {
+            if requeue.is_some() && !chosen.is_empty() {
                 after(&chosen);
             }
             Ok(chosen.len() as u64)

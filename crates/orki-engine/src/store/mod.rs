@@ -29,17 +29,16 @@ mod redb_errors;
 mod redo;
 pub(crate) mod tables;
 pub(crate) mod threads;
+pub mod wal;
 mod webhooks;
 
 pub(crate) use admin::StoredState;
 pub use attempts::{AttemptFilter, Health};
 pub(crate) use deliveries::Job;
-pub(crate) use events::NewEvent;
-pub(crate) use events::envelope;
+pub(crate) use events::{NewEvent, envelope};
 pub use meta::Credentials;
 pub(crate) use redo::Logged;
 use redo::Subscription;
-pub mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,6 @@ use crate::queue::ReloadPlan;
 use crate::store::codec::encode;
 use crate::store::tables::DELIVERIES;
 
-/// A finished attempt to `wh` at `at_ms` (ids made at that time).
 /// The webhook the store's tests subscribe: `message.created`, enabled.
 pub(crate) fn crm_webhook() -> WebhookRecord {
     WebhookRecord::new(
@@ -31,6 +30,7 @@ pub(crate) fn crm_webhook() -> WebhookRecord {
     )
 }
 
+/// A finished attempt to `wh` at `at_ms` (ids made at that time).
 pub(crate) fn attempt(wh: WebhookId, at_ms: u64, ty: &str, success: bool, n: u64) -> AttemptRecord {
     let at = DateTime::from_timestamp_millis(at_ms as i64).expect("time");
     AttemptRecord {

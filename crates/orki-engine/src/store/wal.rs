@@ -8,7 +8,7 @@
 //! and made durable instead by appending what they wrote (a redo record: each
 //! put and delete, table by table) to this file and syncing it: one sequential
 //! write of a few KiB. Every second, or once the log holds
-//! [`CHECKPOINT_BYTES`], a batch is committed durably (a checkpoint) and the
+//! `CHECKPOINT_BYTES`, a batch is committed durably (a checkpoint) and the
 //! log starts again from its beginning. Opening the database replays the
 //! records the durable state does not hold yet: each batch records its
 //! sequence number in the database (`meta_v1`, `wal_seq`), so a record is
@@ -32,9 +32,9 @@ use crate::clock::Clock;
 use crate::{Error, Result};
 
 /// A checkpoint is due once this much has been logged since the last one.
-pub const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
+pub(crate) const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
 /// A checkpoint is due this long after the last one, when anything was logged.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Bytes before a record's payload.
 const HEADER: usize = 16;
 /// No record is larger (a batch of 1,024 attempt records with 64 KiB response
@@ -44,13 +44,13 @@ const MAX_PAYLOAD: usize = 1 << 30;
 const KEEP_BUFFER: usize = 1024 * 1024;
 
 /// The log file next to the database at `db`.
-pub fn path_for(db: &Path) -> PathBuf {
+pub(crate) fn path_for(db: &Path) -> PathBuf {
     db.with_extension("wal")
 }
 
 /// The open log, written by the group commit's one thread.
 #[derive(Debug)]
-pub struct Wal {
+pub(crate) struct Wal {
     file: File,
     /// Bytes logged since the last checkpoint: where the next record goes.
     len: u64,
@@ -67,7 +67,7 @@ pub struct Wal {
 impl Wal {
     /// Opens (or creates) the log, emptied: call this only when the database
     /// holds everything the log held (after [`read`] and its replay).
-    pub fn open(path: &Path, every: Duration) -> Result<Self> {
+    pub(crate) fn open(path: &Path, every: Duration) -> Result<Self> {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
         // Private like the database: it holds the same records.
@@ -90,14 +90,14 @@ impl Wal {
 
     /// Measures the checkpoint interval on `clock` from now on (the group
     /// commit's, which tests drive), starting it again.
-    pub fn set_clock(&mut self, clock: Clock) {
+    pub(crate) fn set_clock(&mut self, clock: Clock) {
         self.checkpointed_at = clock.instant();
         self.clock = clock;
     }
 
     /// Whether the next batch should be committed durably: the log is long or
     /// old enough, or it failed.
-    pub fn wants_checkpoint(&self) -> bool {
+    pub(crate) fn wants_checkpoint(&self) -> bool {
         self.broken
             || self.len >= CHECKPOINT_BYTES
             || self.checkpoint_due_in().is_some_and(|due| due.is_zero())
@@ -105,7 +105,7 @@ impl Wal {
 
     /// How long until a checkpoint is due by time, when anything was logged
     /// since the last one.
-    pub fn checkpoint_due_in(&self) -> Option<Duration> {
+    pub(crate) fn checkpoint_due_in(&self) -> Option<Duration> {
         (self.len > 0).then(|| {
             let since = self.clock.instant().duration_since(self.checkpointed_at);
             self.every.saturating_sub(since)
@@ -115,7 +115,7 @@ impl Wal {
     /// Appends record `seq` and syncs it: when this returns `Ok`, the record
     /// survives a crash.
     /// The payload is given in parts (one per table), written as one.
-    pub fn append(&mut self, seq: u64, payload: &[Vec<u8>]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, seq: u64, payload: &[Vec<u8>]) -> std::io::Result<()> {
         let total: usize = payload.iter().map(Vec::len).sum();
         let len = u32::try_from(total)
             .ok()
@@ -147,7 +147,7 @@ impl Wal {
 
     /// The database now holds everything durably: the next record goes at the
     /// log's beginning again.
-    pub fn checkpointed(&mut self) {
+    pub(crate) fn checkpointed(&mut self) {
         match self.file.seek(SeekFrom::Start(0)) {
             Ok(_) => {
                 self.len = 0;
@@ -166,7 +166,7 @@ impl Wal {
 
     /// The database holds everything, and nothing more will be logged (a
     /// clean stop): the log is emptied, so the next start reads nothing.
-    pub fn clear(&mut self) -> std::io::Result<()> {
+    pub(crate) fn clear(&mut self) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.checkpointed();
         Ok(())
@@ -174,17 +174,18 @@ impl Wal {
 
     /// A checkpoint failed: the next one by time is tried a full interval
     /// later, not at once again.
-    pub fn checkpoint_failed(&mut self) {
+    pub(crate) fn checkpoint_failed(&mut self) {
         self.checkpointed_at = self.clock.instant();
     }
 
     /// Bytes logged since the last checkpoint.
-    pub fn len(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// Nothing was logged since the last checkpoint.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }
@@ -203,7 +204,7 @@ fn put_record(buf: &mut Vec<u8>, len: u32, seq: u64, parts: &[impl AsRef<[u8]>])
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Record `seq` with `payload` as [`Wal::append`] writes it (tests, the
+/// Record `seq` with `payload` as `Wal::append` writes it (tests, the
 /// fuzzer); `None` past the size limit.
 pub fn record(seq: u64, payload: &[u8]) -> Option<Vec<u8>> {
     let len = u32::try_from(payload.len())
@@ -216,7 +217,7 @@ pub fn record(seq: u64, payload: &[u8]) -> Option<Vec<u8>> {
 
 /// The records of the log at `path`, in order, as far as they form an
 /// unbroken chain from offset 0 (none when there is no file).
-pub fn read(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -231,7 +232,7 @@ pub fn read(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
 }
 
 /// The records of a log's bytes, in order, as far as they form an unbroken
-/// chain from the first byte (see [`read`]). Anything after the first break
+/// chain from the first byte (see `read`). Anything after the first break
 /// is ignored, whatever it holds.
 pub fn parse(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
