@@ -264,7 +264,8 @@ pub struct ResponseRecord {
     pub status: u16,
     /// The answer's headers.
     pub headers: BTreeMap<String, String>,
-    /// The body (lossy UTF-8), cut at `outbound::MAX_RESPONSE_BODY` (64 KiB).
+    /// The body (lossy UTF-8), cut at 64 KiB.
+    // The cut is `outbound::MAX_RESPONSE_BODY`.
     pub body: String,
     /// The body was longer than what is kept.
     pub body_truncated: bool,
