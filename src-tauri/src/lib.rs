@@ -3,24 +3,37 @@
 //! owner only; the local listener on 127.0.0.1 at the port from the settings),
 //! shows the window, forwards engine events to it, and notifies the admin when
 //! a webhook starts or stops failing.
-//! All logic lives in `orki-engine`; the commands below are one-line wrappers.
+//!
+//! The engine outlives the window: closing it destroys the window and its
+//! webview and, by default, keeps delivering, with a tray icon for the state;
+//! the app quits from the tray, with `orki-webhooks --quit`, on SIGTERM, or on
+//! close when the admin chose so. One instance runs at a time: launching it
+//! again shows the running one's window. Started at login (`--hidden`), it
+//! opens no window.
+//! All logic lives in `orki-engine`; the commands are one-line wrappers.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+mod commands;
+mod desktop;
+mod tray;
+mod window;
+mod words;
 
-use orki_engine::engine::{AttemptPage, NewWebhook, ReplayResult, SettingsView, WebhookPatch};
-use orki_engine::event_types::EventType;
-use orki_engine::ids::{AttemptId, DeliveryId, WebhookId};
-use orki_engine::model::{AttemptDetail, DeliveryRecord, Webhook};
-use orki_engine::query::{AttemptQuery, ReplayRequest};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use orki_engine::ids::WebhookId;
 use orki_engine::{
-    Config, Engine, EngineEvent, EngineHandle, Error, ErrorBody, Store, private_files, telemetry,
+    Config, Engine, EngineEvent, EngineHandle, Error, Secret, Store, private_files, telemetry,
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
-use tauri::{AppHandle, Emitter, Manager, RunEvent, State};
+use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent};
+use tauri_plugin_autostart::ManagerExt;
 use tauri_plugin_notification::NotificationExt;
 use tokio_util::sync::CancellationToken;
+
+use crate::commands::Answer;
+use crate::desktop::{CloseAction, DesktopSettings, DesktopView};
+use crate::words::Words;
 
 /// What the window shows about the engine.
 #[derive(Debug, Clone, Serialize)]
@@ -45,147 +58,168 @@ struct Shell {
     handle: Option<EngineHandle>,
     cancel: CancellationToken,
     engine: Mutex<Option<Engine>>,
+    desktop: Mutex<DesktopSettings>,
 }
 
-type Answer<T> = Result<T, ErrorBody>;
-
 impl Shell {
-    fn engine(&self) -> Answer<&EngineHandle> {
-        self.handle
-            .as_ref()
-            .ok_or_else(|| Error::ShuttingDown.body())
+    fn desktop(&self) -> MutexGuard<'_, DesktopSettings> {
+        self.desktop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether closing the window leaves the app running: the engine runs and
+    /// the admin did not choose "quit".
+    fn keeps_running(&self) -> bool {
+        self.handle.is_some() && self.desktop().stored().close_action == CloseAction::Background
     }
 }
 
-fn webhook_id(id: &str) -> Answer<WebhookId> {
-    WebhookId::parse_or_not_found(id).map_err(|e| e.body())
+fn desktop_view(app: &AppHandle, shell: &Shell) -> DesktopView {
+    DesktopView {
+        close_action: shell.desktop().stored().close_action,
+        start_at_login: app.autolaunch().is_enabled().unwrap_or(false),
+    }
 }
 
-#[tauri::command]
-fn engine_status(shell: State<'_, Shell>) -> EngineStatus {
-    shell.status.clone()
+/// Writes or removes the autostart entry (XDG autostart on Linux).
+fn set_start_at_login(app: &AppHandle, on: bool) -> Answer<()> {
+    let manager = app.autolaunch();
+    let done = if on {
+        manager.enable()
+    } else {
+        manager.disable()
+    };
+    done.map_err(|e| {
+        Error::Io {
+            context: "changing the start-at-login entry".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        }
+        .body()
+    })?;
+    tracing::info!(on, "start at login switched");
+    tray::refresh(app);
+    Ok(())
 }
 
-#[tauri::command]
-fn event_types(shell: State<'_, Shell>) -> Answer<Vec<EventType>> {
-    Ok(shell.engine()?.event_types())
+/// The command line: `--hidden` (started at login: no window), `--quit`
+/// (ask the running instance to stop).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Args {
+    hidden: bool,
+    quit: bool,
 }
 
-#[tauri::command]
-async fn list_webhooks(shell: State<'_, Shell>) -> Answer<Vec<Webhook>> {
-    shell.engine()?.list_webhooks().await.map_err(|e| e.body())
+const USAGE: &str = "usage: orki-webhooks [--hidden | --quit]
+  --hidden  start without opening the window (as at login)
+  --quit    ask the running Orki Webhooks to stop cleanly";
+
+impl Args {
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut out = Args::default();
+        for arg in args {
+            match arg.as_str() {
+                "--hidden" => out.hidden = true,
+                "--quit" => out.quit = true,
+                "-h" | "--help" => return Err(USAGE.to_owned()),
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            }
+        }
+        Ok(out)
+    }
 }
 
-#[tauri::command]
-async fn create_webhook(shell: State<'_, Shell>, body: NewWebhook) -> Answer<Webhook> {
-    shell
-        .engine()?
-        .create_webhook(body)
-        .await
-        .map_err(|e| e.body())
+/// `--quit` with no instance reachable over D-Bus: says whether one runs.
+fn quit_without_instance(app: &AppHandle) -> ! {
+    let running = app
+        .path()
+        .app_data_dir()
+        .map(|dir| {
+            matches!(
+                Store::open(&Config::new(dir).database_path()),
+                Err(Error::AlreadyRunning(_))
+            )
+        })
+        .unwrap_or(false);
+    if running {
+        eprintln!(
+            "orki-webhooks: it runs, but could not be reached (no D-Bus session bus): quit it from its tray menu"
+        );
+        std::process::exit(1);
+    }
+    eprintln!("orki-webhooks: not running");
+    std::process::exit(0);
 }
 
-#[tauri::command]
-async fn update_webhook(
-    shell: State<'_, Shell>,
-    id: String,
-    patch: WebhookPatch,
-) -> Answer<Webhook> {
-    shell
-        .engine()?
-        .update_webhook(webhook_id(&id)?, patch)
-        .await
-        .map_err(|e| e.body())
+/// A second launch: `--quit` stops this instance, anything else shows its
+/// window (a second `--hidden`, as at login, changes nothing).
+fn second_launch(app: &AppHandle, argv: Vec<String>) {
+    match Args::parse(argv.into_iter().skip(1)) {
+        Ok(Args { quit: true, .. }) => {
+            tracing::info!("quit requested by orki-webhooks --quit");
+            app.exit(0);
+        }
+        Ok(Args { hidden: true, .. }) => {}
+        _ => window::show(app),
+    }
 }
 
-#[tauri::command]
-async fn delete_webhook(shell: State<'_, Shell>, id: String) -> Answer<()> {
-    shell
-        .engine()?
-        .delete_webhook(webhook_id(&id)?)
-        .await
-        .map_err(|e| e.body())
+/// SIGTERM (logout, shutdown, `systemctl stop`), SIGINT and SIGHUP quit
+/// cleanly, as the tray's Quit does.
+fn quit_on_signals(app: AppHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tauri::async_runtime::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::warn!("cannot listen for SIGTERM: it would stop the app uncleanly");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
+        };
+        tracing::info!(signal = name, "asked to stop: quitting");
+        app.exit(0);
+    });
 }
 
-#[tauri::command]
-async fn test_webhook(
-    shell: State<'_, Shell>,
-    id: String,
-    event_type: String,
-) -> Answer<AttemptDetail> {
-    shell
-        .engine()?
-        .send_test(webhook_id(&id)?, &event_type)
-        .await
-        .map_err(|e| e.body())
-}
-
-#[tauri::command]
-async fn replay_failed(
-    shell: State<'_, Shell>,
-    id: String,
-    body: ReplayRequest,
-) -> Answer<ReplayResult> {
-    shell
-        .engine()?
-        .replay_failed(webhook_id(&id)?, body)
-        .await
-        .map_err(|e| e.body())
-}
-
-#[tauri::command]
-async fn redeliver(shell: State<'_, Shell>, id: String) -> Answer<DeliveryRecord> {
-    let delivery = DeliveryId::parse_or_not_found(&id).map_err(|e| e.body())?;
-    shell
-        .engine()?
-        .redeliver(delivery)
-        .await
-        .map_err(|e| e.body())
-}
-
-#[tauri::command]
-async fn list_attempts(
-    shell: State<'_, Shell>,
-    query: HashMap<String, String>,
-) -> Answer<AttemptPage> {
-    let query = AttemptQuery::parse(&query).map_err(|e| e.body())?;
-    shell
-        .engine()?
-        .list_attempts(query)
-        .await
-        .map_err(|e| e.body())
-}
-
-#[tauri::command]
-async fn get_attempt(shell: State<'_, Shell>, id: String) -> Answer<AttemptDetail> {
-    let attempt = AttemptId::parse_or_not_found(&id).map_err(|e| e.body())?;
-    shell
-        .engine()?
-        .get_attempt(attempt)
-        .await
-        .map_err(|e| e.body())
-}
-
-#[tauri::command]
-async fn get_settings(shell: State<'_, Shell>) -> Answer<SettingsView> {
-    shell.engine()?.settings_view().await.map_err(|e| e.body())
-}
-
-#[tauri::command]
-async fn update_settings(
-    shell: State<'_, Shell>,
-    patch: Map<String, Value>,
-) -> Answer<SettingsView> {
-    shell
-        .engine()?
-        .update_settings(patch)
-        .await
-        .map_err(|e| e.body())
+/// The first time the window closes while the app keeps running, say so.
+fn tell_once_it_keeps_running(app: &AppHandle) {
+    let shell = app.state::<Shell>();
+    if shell.desktop().stored().background_notice_shown {
+        return;
+    }
+    let words = Words::for_locale();
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title(words.background_title)
+        .body(words.background_body)
+        .show()
+    {
+        tracing::warn!(error = %e, "could not show a notification");
+    }
+    if let Err(e) = shell.desktop().change(|s| s.background_notice_shown = true) {
+        tracing::warn!(error = %e, "could not remember that the notice was shown");
+    }
 }
 
 async fn start_engine(app: &AppHandle, cancel: CancellationToken) -> anyhow::Result<Engine> {
     let data_dir = app.path().app_data_dir()?;
-    let config = Config::new(data_dir);
+    let mut config = Config::new(data_dir);
+    // As for orki-webhooksd: the environment's credentials win over the stored ones.
+    let env_secret = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    };
+    config.ingest_key = env_secret("ORKI_INGEST_KEY");
+    config.admin_token = env_secret("ORKI_ADMIN_TOKEN");
     config.validate()?;
     let store = match Store::open(&config.database_path()) {
         Err(Error::AlreadyRunning(_)) => {
@@ -220,6 +254,7 @@ async fn forward_events(app: AppHandle, engine: EngineHandle) {
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         };
         if let EngineEvent::WebhookHealthChanged(h) = &event {
+            tray::refresh(&app);
             let was = warned.contains(&h.webhook_id);
             if h.warning != was {
                 let url = engine
@@ -257,30 +292,61 @@ async fn forward_events(app: AppHandle, engine: EngineHandle) {
 /// The log file writer's guard, dropped on exit so buffered lines are written.
 struct LogFlush(Mutex<Option<telemetry::WorkerGuard>>);
 
-/// Runs the desktop app until its window closes.
+/// Runs the desktop app until it is asked to quit.
 pub fn run() {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
     let app = tauri::Builder::default()
+        // First: a second launch hands its arguments to the running one and ends.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            second_launch(app, argv)
+        }))
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .args(["--hidden"])
+                .build(),
+        )
         .plugin(tauri_plugin_notification::init())
         .invoke_handler(tauri::generate_handler![
-            engine_status,
-            event_types,
-            list_webhooks,
-            create_webhook,
-            update_webhook,
-            delete_webhook,
-            test_webhook,
-            replay_failed,
-            redeliver,
-            list_attempts,
-            get_attempt,
-            get_settings,
-            update_settings
+            commands::engine_status,
+            commands::event_types,
+            commands::list_webhooks,
+            commands::create_webhook,
+            commands::update_webhook,
+            commands::delete_webhook,
+            commands::test_webhook,
+            commands::replay_failed,
+            commands::redeliver,
+            commands::list_attempts,
+            commands::get_attempt,
+            commands::get_settings,
+            commands::update_settings,
+            commands::desktop_settings,
+            commands::update_desktop_settings
         ])
-        .setup(|app| {
+        .on_window_event(|window, event| {
+            if let WindowEvent::CloseRequested { .. } = event {
+                let app = window.app_handle();
+                if app.state::<Shell>().keeps_running() {
+                    tracing::info!("window closed: delivering in the background");
+                    tell_once_it_keeps_running(app);
+                }
+            }
+        })
+        .setup(move |app| {
+            if args.quit {
+                quit_without_instance(app.handle());
+            }
+            let data_dir = app.path().app_data_dir()?;
             let log_dir = app.path().app_log_dir()?;
             // Only the owner may read the data: made so, and tightened where an
             // older version left it readable (logged once logging is up).
-            let tightened = private_files::secure(&[app.path().app_data_dir()?, log_dir.clone()])?;
+            let tightened = private_files::secure(&[data_dir.clone(), log_dir.clone()])?;
             let guard = telemetry::init(&log_dir, "orki-webhooks")?;
             tightened.log();
             orki_engine::raise_open_file_limit();
@@ -310,14 +376,29 @@ pub fn run() {
             };
             let engine_handle = engine.as_ref().map(Engine::handle);
             if let Some(h) = engine_handle.clone() {
-                tauri::async_runtime::spawn(forward_events(handle, h));
+                tauri::async_runtime::spawn(forward_events(handle.clone(), h));
             }
+            let failed = engine.is_none();
             app.manage(Shell {
                 status,
                 handle: engine_handle,
                 cancel,
                 engine: Mutex::new(engine),
+                desktop: Mutex::new(DesktopSettings::load(&data_dir)),
             });
+            let wake = Arc::new(tokio::sync::Notify::new());
+            app.manage(tray::Refresh(wake.clone()));
+            let first = tauri::async_runtime::block_on(tray::snapshot(&handle));
+            let has_tray = tray::create(&handle, &first).is_some();
+            tauri::async_runtime::spawn(tray::keep_up(handle.clone(), wake, first));
+            quit_on_signals(handle.clone());
+            // Hidden (started at login) only when there is a way back to the
+            // window and nothing to report; a second launch always shows it.
+            if !args.hidden || failed || !has_tray {
+                window::show(&handle);
+            } else {
+                tracing::info!("started hidden: delivering in the background");
+            }
             Ok(())
         })
         .build(tauri::generate_context!());
@@ -328,8 +409,13 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    app.run(|app, event| {
-        if let RunEvent::Exit = event {
+    app.run(|app, event| match event {
+        // The last window closed (no exit code): keep the engine running
+        // unless the admin chose to quit on close.
+        RunEvent::ExitRequested {
+            code: None, api, ..
+        } if app.state::<Shell>().keeps_running() => api.prevent_exit(),
+        RunEvent::Exit => {
             tracing::info!("the app is exiting: stopping the engine");
             let shell = app.state::<Shell>();
             shell.cancel.cancel();
@@ -350,5 +436,36 @@ pub fn run() {
                     .take(),
             );
         }
+        _ => {}
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn the_command_line_takes_hidden_and_quit_and_nothing_else() {
+        assert_eq!(parse(&[]), Ok(Args::default()));
+        assert_eq!(
+            parse(&["--hidden"]),
+            Ok(Args {
+                hidden: true,
+                quit: false
+            })
+        );
+        assert_eq!(
+            parse(&["--quit"]),
+            Ok(Args {
+                hidden: false,
+                quit: true
+            })
+        );
+        assert!(parse(&["--help"]).is_err_and(|m| m.contains("--quit")));
+        assert!(parse(&["--frobnicate"]).is_err_and(|m| m.contains("unknown argument")));
+    }
 }

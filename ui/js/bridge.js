@@ -74,6 +74,8 @@ export const api = tauri
       getAttempt: (id) => call('get_attempt', { id }),
       getSettings: () => call('get_settings'),
       patchSettings: (patch) => call('update_settings', { patch }),
+      desktopSettings: () => call('desktop_settings'),
+      patchDesktopSettings: (patch) => call('update_desktop_settings', { patch }),
       subscribe: (onEvent) => tauri.event.listen('engine-event', (e) => onEvent(e.payload)),
     }
   : {
@@ -93,6 +95,9 @@ export const api = tauri
       getAttempt: (id) => http('GET', `/v1/attempts/${id}`),
       getSettings: () => http('GET', '/v1/settings'),
       patchSettings: (patch) => http('PATCH', '/v1/settings', patch),
+      // The desktop app's own settings: none in a browser.
+      desktopSettings: async () => null,
+      patchDesktopSettings: async () => null,
       subscribe: (onEvent) => streamEvents(onEvent),
     };
 

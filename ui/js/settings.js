@@ -1,5 +1,6 @@
 // Settings: the listener and ingest key (copy, regenerate), a curl example,
-// delivery settings, and language and theme.
+// delivery settings, in the desktop window what closing it does and start at
+// login, and language and theme.
 import { api } from './bridge.js';
 import { chosenTheme, setTheme } from './theme.js';
 import { t, chosenLanguage, setLanguage } from './i18n.js';
@@ -14,7 +15,7 @@ function field(id, label, input, hint) {
 
 /** The page, shown until `signal` is aborted (the route changed). */
 export async function renderSettings(root, _rest, signal) {
-  const s = await api.getSettings();
+  const [s, desktop] = await Promise.all([api.getSettings(), api.desktopSettings()]);
   if (signal.aborted) return;
 
   const key = h('input', { type: 'password', readonly: true, dir: 'ltr', id: 'ingest-key', value: s.ingest_key });
@@ -111,7 +112,42 @@ export async function renderSettings(root, _rest, signal) {
         h('button', { type: 'button', class: 'ghost small', id: 'copy-example', onclick: () => copy(example) }, t('common.copy'))),
       h('pre', { class: 'code', dir: 'ltr' }, example)),
     h('section', { class: 'panel' }, h('h2', {}, t('settings.delivery')), form),
+    desktop ? desktopPanel(desktop) : null,
     h('section', { class: 'panel' }, h('h2', {}, t('settings.appearance')),
       field('set-language', t('settings.language'), language),
       field('set-theme', t('settings.theme'), theme)));
+}
+
+/** The desktop app's own settings (only in its window), saved on change. */
+function desktopPanel(d) {
+  const onClose = h('select', { id: 'set-on-close' },
+    [['background', t('settings.onCloseBackground')], ['quit', t('settings.onCloseQuit')]].map(([v, text]) =>
+      h('option', { value: v, selected: d.close_action === v }, text)));
+  const atLogin = h('input', { type: 'checkbox', id: 'start-at-login', checked: d.start_at_login });
+  const status = h('p', { class: 'form-status', role: 'status', 'aria-live': 'polite', id: 'desktop-status' });
+  async function save(patch, undo) {
+    try {
+      await api.patchDesktopSettings(patch);
+    } catch (e) {
+      undo();
+      status.className = 'form-status bad';
+      status.replaceChildren(errorView(e));
+      return;
+    }
+    status.className = 'form-status';
+    status.replaceChildren();
+    toast(t('settings.desktopSaved'), 'ok');
+  }
+  onClose.addEventListener('change', () => {
+    const before = d.close_action;
+    d.close_action = onClose.value;
+    save({ close_action: onClose.value }, () => { onClose.value = before; d.close_action = before; });
+  });
+  atLogin.addEventListener('change', () => {
+    save({ start_at_login: atLogin.checked }, () => { atLogin.checked = !atLogin.checked; });
+  });
+  return h('section', { class: 'panel', id: 'desktop-settings' }, h('h2', {}, t('settings.desktop')),
+    field('set-on-close', t('settings.onClose'), onClose, t('settings.onCloseHint')),
+    h('label', { class: 'check' }, atLogin, h('span', {}, t('settings.startAtLogin'))),
+    status);
 }
