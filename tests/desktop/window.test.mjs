@@ -64,6 +64,27 @@ test('the desktop window loads the UI and its engine answers', async () => {
         await until('webhooks page', () => run("return document.querySelector('.steps') ? 'yes' : ''"));
         const png = await wd('GET', `/session/${id}/screenshot`);
         writeFileSync(join(root, 'docs', 'screenshots', 'desktop-window.png'), Buffer.from(png, 'base64'));
+        // The settings page with its "This computer" panel, in every look.
+        const out = process.env.ORKI_SCREENSHOTS;
+        for (const [w, hgt] of [[1280, 800], [800, 600]]) {
+          await wd('POST', `/session/${id}/window/rect`, { width: w, height: hgt });
+          for (const lang of ['en', 'ar']) {
+            for (const theme of ['light', 'dark']) {
+              // A fresh page in that look (the toasts of the steps above gone).
+              await run(`localStorage.setItem('orki.lang', '${lang}'); localStorage.setItem('orki.theme', '${theme}'); location.hash = '#/settings'; window.orkiOldPage = true; location.reload(); return true`);
+              await until('settings', () => run(`return !window.orkiOldPage && document.documentElement.lang === '${lang}' && document.body.dataset.ready === 'true' && document.getElementById('desktop-settings') ? 'yes' : ''`));
+              // In view twice in a row: the reload's own scroll restoring comes late.
+              let seen = 0;
+              await until('the panel in view', async () => {
+                const inView = await run("const p = document.getElementById('desktop-settings'); document.getElementById('set-on-close').focus(); p.scrollIntoView({ block: 'center' }); const r = p.getBoundingClientRect(); return document.readyState === 'complete' && r.top >= 0 && r.bottom <= innerHeight");
+                seen = inView ? seen + 1 : 0;
+                return seen >= 2;
+              });
+              const shot = await wd('GET', `/session/${id}/screenshot`);
+              writeFileSync(join(out, `desktop-settings-${lang}-${theme}-${w}.png`), Buffer.from(shot, 'base64'));
+            }
+          }
+        }
       }
     } finally {
       await wd('DELETE', `/session/${id}`).catch(() => {});
