@@ -329,14 +329,16 @@ pub fn run() {
             commands::desktop_settings,
             commands::update_desktop_settings
         ])
-        .on_window_event(|window, event| {
-            if let WindowEvent::CloseRequested { .. } = event {
+        .on_window_event(|window, event| match event {
+            WindowEvent::CloseRequested { .. } => {
                 let app = window.app_handle();
                 if app.state::<Shell>().keeps_running() {
                     tracing::info!("window closed: delivering in the background");
                     tell_once_it_keeps_running(app);
                 }
             }
+            WindowEvent::Destroyed => window::closed(window.app_handle()),
+            _ => {}
         })
         .setup(move |app| {
             if args.quit {

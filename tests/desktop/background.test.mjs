@@ -96,6 +96,7 @@ test('closing the window keeps delivering; a second launch shows it; --quit and 
     await until('the window to go', () => windows(['--pid', String(first.pid)]).length === 0);
     await until('the log to say it keeps delivering', () => log().includes('window closed: delivering in the background'));
     await until('the web process to end', () => children(first.pid, 'WebKitWebProces').length === 0);
+    await until('the network process to end', () => children(first.pid, 'WebKitNetworkP').length === 0);
     assert.ok(!ended(first.pid), 'the app still runs');
     const desktopJson = JSON.parse(readFileSync(join(env.XDG_DATA_HOME, 'com.orki.webhooks', 'desktop.json'), 'utf8'));
     assert.equal(desktopJson.background_notice_shown, true, 'the first close tells the admin, once');
@@ -109,6 +110,7 @@ test('closing the window keeps delivering; a second launch shows it; --quit and 
     const secondEnd = await second.exit;
     assert.equal(secondEnd.code, 0, `the second launch hands over and ends: ${secondEnd.stderr}`);
     await until('the window to come back', () => windows(['--pid', String(first.pid)]).length > 0);
+    await until('its page to load (WebKit started again)', () => children(first.pid, 'WebKitWebProces').length > 0 && children(first.pid, 'WebKitNetworkP').length > 0);
     assert.equal(count('engine started'), 1, 'no second engine');
 
     // --quit asks it to stop: the engine stops cleanly and the port is free.
