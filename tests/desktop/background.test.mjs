@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtempSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { app, windows, closeWindows, appProcesses, ended, kill, until, logText } from './lib.mjs';
@@ -141,6 +141,17 @@ test('closing the window keeps delivering; a second launch shows it; --quit and 
     assert.equal(hiddenEnd.code, 0, `SIGTERM is a clean exit: ${hiddenEnd.stderr}`);
     assert.equal(count('engine stopped'), 2);
     assert.ok(log().includes('signal="SIGTERM"') || log().includes('signal=SIGTERM'), 'the log names the signal');
+
+    // The admin chose "quit" on close (the settings page writes desktop.json):
+    // closing the window then stops the app cleanly.
+    const settingsFile = join(env.XDG_DATA_HOME, 'com.orki.webhooks', 'desktop.json');
+    writeFileSync(settingsFile, JSON.stringify({ ...JSON.parse(readFileSync(settingsFile, 'utf8')), close_action: 'quit' }));
+    const quitter = start(env);
+    await until('the window', () => count('engine started') === 3 && windows(['--pid', String(quitter.pid)]).length > 0);
+    closeWindows(windows(['--pid', String(quitter.pid)]));
+    const quitterEnd = await quitter.exit;
+    assert.equal(quitterEnd.code, 0, `closing quits cleanly: ${quitterEnd.stderr}`);
+    assert.equal(count('engine stopped'), 3);
   } finally {
     sink.close();
     kill(appProcesses(env.XDG_DATA_HOME));
