@@ -17,3 +17,4 @@ mod operations;
 mod process;
 mod registration;
 mod retries;
+mod service_unit;
