@@ -96,10 +96,9 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         for job in jobs {
             start(job);
         }
-        let mut sleep_until = next_due.map(|due_ms| {
-            let wait = due_ms.saturating_sub(clock.now_ms());
-            clock.instant() + Duration::from_millis(wait)
-        });
+        // Capped (`wake_for`): a due time passed while the machine slept, or
+        // by a wall-clock jump, is seen within a second.
+        let mut sleep_until = next_due.map(|due_ms| clock.wake_for(due_ms));
         if queue.spilled() {
             let soon = clock.instant() + RELOAD_EVERY;
             sleep_until = Some(sleep_until.map_or(soon, |t| t.min(soon)));
@@ -333,6 +332,118 @@ mod tests {
             .await
             .expect("ingest");
         take.recv().await.expect("jobs")[0].delivery_id
+    }
+
+    /// Ingests a delivery and records a failed first attempt of it, its retry
+    /// due at `due_ms`.
+    async fn failed_once(parts: &Parts, clock: &Clock, hook: WebhookId, due_ms: u64) -> DeliveryId {
+        let id = ingest(parts, clock).await;
+        let mut failed =
+            crate::store::tests::attempt(hook, clock.now_ms(), "message.created", false, 1);
+        failed.attempt.delivery_id = id;
+        let job = parts
+            .storage
+            .load_job(id)
+            .await
+            .expect("load")
+            .expect("job");
+        failed.attempt.event_id = job.event.id;
+        let encoded = encode(&failed).expect("encode");
+        parts
+            .writes
+            .record_attempt(Arc::new(failed), encoded, Some(due_ms), 5)
+            .await
+            .expect("record");
+        id
+    }
+
+    /// After a resume from sleep (or a wall-clock jump), retries whose due
+    /// time passed go out within a second of monotonic time, not when the
+    /// monotonic wait for them would have ended; and paced: no more at once
+    /// to one endpoint than its slots, the next only as one frees.
+    #[tokio::test(start_paused = true)]
+    async fn retries_passed_by_a_wall_clock_jump_go_out_at_once_and_paced() {
+        let clock = Clock::tokio();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("orki.redb")).expect("open");
+        let hook = crate::store::tests::crm_webhook();
+        store.insert_webhook(&hook).expect("webhook");
+        let parts = Parts {
+            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
+            writes: GroupCommit::start(store).expect("writer"),
+            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+        };
+        let due_ms = clock.now_ms() + 3_600_000;
+        let mut waiting = std::collections::HashSet::new();
+        for _ in 0..10 {
+            waiting.insert(failed_once(&parts, &clock, hook.id, due_ms).await);
+        }
+        // 2 slots per webhook, 4 while it is the only one with work.
+        let queue = Arc::new(Queue::new(8, 2, 1000));
+        let context = Arc::new(Context {
+            services: Arc::new(parts),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let limit = Duration::from_secs(10);
+        let (handed, mut out) = mpsc::unbounded_channel();
+        let scheduler = {
+            let (context, clock) = (context.clone(), clock.clone());
+            tokio::spawn(async move {
+                schedule(&context, |job| {
+                    let _ = handed.send((job, clock.instant()));
+                })
+                .await
+            })
+        };
+        // The scheduler has read the queue and waits for the retries.
+        within_real(limit, "the queue read", async {
+            while queue.spilled() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(out.try_recv().is_err(), "handed out before its due time");
+        let jumped_at = clock.instant();
+        clock.jump_wall(Duration::from_secs(2 * 3600));
+        let mut first = Vec::new();
+        for _ in 0..4 {
+            let (job, at) = within_real(limit, "a retry handed out", out.recv())
+                .await
+                .expect("scheduler runs");
+            assert!(
+                at - jumped_at <= Duration::from_secs(2),
+                "handed out {:?} after the jump",
+                at - jumped_at
+            );
+            assert!(waiting.remove(&job.delivery_id), "handed out once");
+            first.push(job);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            out.try_recv().is_err(),
+            "more than the endpoint's 4 slots at once"
+        );
+        // Each freed slot lets exactly one more go.
+        while let Some(done) = first.pop() {
+            queue.request_done(done.webhook_id);
+            if waiting.is_empty() {
+                continue;
+            }
+            let (job, _) = within_real(limit, "the next retry", out.recv())
+                .await
+                .expect("scheduler runs");
+            assert!(waiting.remove(&job.delivery_id), "handed out once");
+            first.insert(0, job);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(out.try_recv().is_err(), "two for one freed slot");
+        }
+        assert!(waiting.is_empty(), "all handed out");
+        context.cancel.cancel();
+        scheduler.await.expect("scheduler");
     }
 
     /// A retry due in 30 s is not handed out at 29 s, and is at 30 s (a
