@@ -17,8 +17,9 @@ use crate::clock::Clock;
 use crate::engine::EngineEvent;
 use crate::ids::WebhookId;
 use crate::model::{AttemptRecord, ErrorClass, EventRecord, WebhookRecord};
+use crate::network::{Network, NetworkState, is_loopback};
 use crate::outbound::Outbound;
-use crate::queue::{Queue, QueuedJob, RELOAD_EVERY};
+use crate::queue::{Known, Queue, QueuedJob, RELOAD_EVERY};
 use crate::retry::RetryPolicy;
 use crate::store::codec::encode;
 use crate::store::commit::GroupCommit;
@@ -40,6 +41,8 @@ pub(crate) trait Services: Send + Sync + 'static {
     fn warning_threshold(&self) -> u32;
     /// Tells live views.
     fn publish(&self, event: EngineEvent);
+    /// Whether attempts can leave the machine.
+    fn network(&self) -> &NetworkState;
 }
 
 /// Everything the scheduler works with.
@@ -73,6 +76,7 @@ pub(crate) async fn run(context: Context) {
 /// or the queue changes.
 async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
     let (queue, clock) = (&context.queue, &context.clock);
+    let mut network = context.services.network().subscribe();
     loop {
         if let Some(plan) = queue.reload_wanted(clock.now_ms(), clock.instant()) {
             match context.services.storage().due_jobs(plan).await {
@@ -91,7 +95,7 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         let (jobs, next_due) = if queue.sends_held() {
             (Vec::new(), None)
         } else {
-            queue.take(clock.now_ms())
+            queue.take_except(clock.now_ms(), &held_webhooks(context))
         };
         for job in jobs {
             start(job);
@@ -107,6 +111,12 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
             _ = context.cancel.cancelled() => break,
             _ = queue.changed() => {}
             _ = async {
+                // Its sender lives as long as the engine's parts.
+                if network.changed().await.is_err() {
+                    std::future::pending::<()>().await
+                }
+            } => {}
+            _ = async {
                 match sleep_until {
                     Some(at) => clock.sleep_until(at).await,
                     None => std::future::pending().await,
@@ -115,6 +125,26 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         }
     }
     tracing::debug!("scheduler stopped; waiting for attempts in flight");
+}
+
+/// While offline: the webhooks whose jobs are held (all but those on
+/// loopback addresses). Empty while online.
+fn held_webhooks(context: &Context) -> std::collections::HashSet<WebhookId> {
+    let services = &context.services;
+    if services.network().now() == Network::Online {
+        return Default::default();
+    }
+    let leaves = |w: &WebhookId| {
+        services
+            .webhook(*w)
+            .is_some_and(|h| h.parsed_url().is_none_or(|u| !is_loopback(&u)))
+    };
+    context
+        .queue
+        .webhooks()
+        .into_iter()
+        .filter(leaves)
+        .collect()
 }
 
 /// What one attempt sends: the event, the webhook, the attempt's number.
@@ -129,8 +159,33 @@ async fn attempt(context: &Context, job: QueuedJob) {
         queue.recorded(id);
         return;
     };
-    let (mut record, retry_after) =
+    let since = services.network().mark();
+    let (mut record, retry_after, unreachable) =
         send(services.outbound(), &webhook, &event, id, number, false).await;
+    let transport = matches!(
+        record.attempt.error_class,
+        Some(ErrorClass::Dns | ErrorClass::Connect | ErrorClass::Timeout)
+    ) && record.attempt.status_code.is_none();
+    if transport
+        && let Some(url) = webhook.parsed_url()
+        && services
+            .network()
+            .cannot_leave(&url, unreachable, since)
+            .await
+    {
+        // Offline is not a failure: nothing is recorded, and the delivery is
+        // queued again at the same due time (held until online).
+        queue.request_done(job.webhook_id);
+        queue.recorded(id);
+        queue.push([QueuedJob {
+            known: Some(Known {
+                event,
+                attempt: number,
+            }),
+            ..job
+        }]);
+        return;
+    }
     // The slot is free once the endpoint answered; the delivery itself stays
     // taken until its attempt is recorded.
     queue.request_done(job.webhook_id);
@@ -296,6 +351,7 @@ mod tests {
         storage: StoreThreads,
         writes: GroupCommit,
         outbound: Outbound,
+        network: NetworkState,
     }
 
     impl Services for Parts {
@@ -318,6 +374,9 @@ mod tests {
             5
         }
         fn publish(&self, _: EngineEvent) {}
+        fn network(&self) -> &NetworkState {
+            &self.network
+        }
     }
 
     /// Ingests one `message.created` event at the clock's time; its delivery.
@@ -372,6 +431,7 @@ mod tests {
             storage: StoreThreads::start(store.clone(), 2).expect("threads"),
             writes: GroupCommit::start(store).expect("writer"),
             outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+            network: NetworkState::default(),
         };
         let due_ms = clock.now_ms() + 3_600_000;
         let mut waiting = std::collections::HashSet::new();
@@ -463,6 +523,7 @@ mod tests {
             storage: StoreThreads::start(store.clone(), 2).expect("threads"),
             writes: GroupCommit::start(store).expect("writer"),
             outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+            network: NetworkState::default(),
         };
         let start_ms = clock.now_ms();
         // A delivery that failed once, its retry due in 30 s; then a fresh one.
