@@ -6,6 +6,7 @@ export default {
   'nav.main': 'الرئيسية',
   'listener.running': 'يستمع على {addr}',
   'listener.failed': 'المحرك متوقف',
+  'listener.offline': 'غير متصل: التسليمات معلّقة',
   'common.cancel': 'إلغاء',
   'common.close': 'إغلاق',
   'common.copy': 'نسخ',

@@ -6,6 +6,7 @@ export default {
   'nav.main': 'Main',
   'listener.running': 'Listening on {addr}',
   'listener.failed': 'Engine stopped',
+  'listener.offline': 'Offline: deliveries held',
   'common.cancel': 'Cancel',
   'common.close': 'Close',
   'common.copy': 'Copy',
