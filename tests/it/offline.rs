@@ -38,6 +38,7 @@ impl Namespaces {
             daemon: format!("orki-d-{tag}"),
             receiver: format!("orki-r-{tag}"),
         };
+        // The guard comes first: a failure below still deletes what was made.
         ip(&["netns", "add", &ns.daemon]);
         ip(&["netns", "add", &ns.receiver]);
         // Made straight into the namespaces: the machine's own is not touched.

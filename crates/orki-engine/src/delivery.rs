@@ -77,7 +77,18 @@ pub(crate) async fn run(context: Context) {
 async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
     let (queue, clock) = (&context.queue, &context.clock);
     let mut network = context.services.network().subscribe();
+    let mut last = (clock.now_ms(), clock.instant());
     loop {
+        let now = (clock.now_ms(), clock.instant());
+        let wall = now.0.saturating_sub(last.0);
+        let monotonic = u64::try_from(now.1.duration_since(last.1).as_millis()).unwrap_or(0);
+        if wall > monotonic + 5_000 {
+            tracing::info!(
+                ahead_ms = wall - monotonic,
+                "the wall clock moved ahead (resumed from sleep?); what became due goes out now"
+            );
+        }
+        last = now;
         if let Some(plan) = queue.reload_wanted(clock.now_ms(), clock.instant()) {
             match context.services.storage().due_jobs(plan).await {
                 Ok((jobs, complete)) => {
@@ -352,6 +363,8 @@ mod tests {
         writes: GroupCommit,
         outbound: Outbound,
         network: NetworkState,
+        /// The webhooks it knows (none: every job is read from the store).
+        hooks: std::collections::HashMap<WebhookId, Arc<WebhookRecord>>,
     }
 
     impl Services for Parts {
@@ -364,8 +377,8 @@ mod tests {
         fn outbound(&self) -> &Outbound {
             &self.outbound
         }
-        fn webhook(&self, _: WebhookId) -> Option<Arc<WebhookRecord>> {
-            None
+        fn webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>> {
+            self.hooks.get(&id).cloned()
         }
         fn retry_policy(&self) -> RetryPolicy {
             RetryPolicy::default()
@@ -432,6 +445,7 @@ mod tests {
             writes: GroupCommit::start(store).expect("writer"),
             outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
             network: NetworkState::default(),
+            hooks: Default::default(),
         };
         let due_ms = clock.now_ms() + 3_600_000;
         let mut waiting = std::collections::HashSet::new();
@@ -506,6 +520,64 @@ mod tests {
         scheduler.await.expect("scheduler");
     }
 
+    /// While offline, deliveries to an endpoint on loopback still go out and
+    /// the others stay queued; once online, they go too.
+    #[tokio::test(start_paused = true)]
+    async fn offline_holds_all_but_loopback_endpoints_until_online() {
+        let clock = Clock::tokio();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("orki.redb")).expect("open");
+        let remote = crate::store::tests::crm_webhook();
+        let local = WebhookRecord::new(
+            "https://127.0.0.1:9/hooks".into(),
+            crate::Secret::new("a-verify-token"),
+            vec!["message.created".into()],
+            true,
+        );
+        store.insert_webhook(&remote).expect("webhook");
+        store.insert_webhook(&local).expect("webhook");
+        let parts = Parts {
+            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
+            writes: GroupCommit::start(store).expect("writer"),
+            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+            network: NetworkState::default(),
+            hooks: [&remote, &local]
+                .into_iter()
+                .map(|w| (w.id, Arc::new(w.clone())))
+                .collect(),
+        };
+        parts.network.set(Network::Offline);
+        ingest(&parts, &clock).await;
+        let services = Arc::new(parts);
+        let context = Arc::new(Context {
+            services: services.clone(),
+            queue: Arc::new(Queue::new(8, 2, 1000)),
+            clock: clock.clone(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let (handed, mut out) = mpsc::unbounded_channel();
+        let scheduler = {
+            let context = context.clone();
+            tokio::spawn(async move {
+                schedule(&context, |job| {
+                    let _ = handed.send(job.webhook_id);
+                })
+                .await
+            })
+        };
+        let limit = Duration::from_secs(10);
+        let first = within_real(limit, "a job handed out", out.recv()).await;
+        assert_eq!(first, Some(local.id), "loopback goes out while offline");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(out.try_recv().is_err(), "sent while offline");
+        services.network.set(Network::Online);
+        let next = within_real(limit, "the held job handed out", out.recv()).await;
+        assert_eq!(next, Some(remote.id), "held until online");
+        context.cancel.cancel();
+        scheduler.await.expect("scheduler");
+    }
+
     /// A retry due in 30 s is not handed out at 29 s, and is at 30 s (a
     /// fresh delivery at once). Tokio's paused clock drives the scheduler's
     /// wall clock and its sleep together; the store is a real one. The jobs
@@ -524,6 +596,7 @@ mod tests {
             writes: GroupCommit::start(store).expect("writer"),
             outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
             network: NetworkState::default(),
+            hooks: Default::default(),
         };
         let start_ms = clock.now_ms();
         // A delivery that failed once, its retry due in 30 s; then a fresh one.
