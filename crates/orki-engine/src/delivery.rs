@@ -87,6 +87,7 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
                 ahead_ms = wall - monotonic,
                 "the wall clock moved ahead (resumed from sleep?); what became due goes out now"
             );
+            context.services.network().check_interfaces();
         }
         last = now;
         if let Some(plan) = queue.reload_wanted(clock.now_ms(), clock.instant()) {

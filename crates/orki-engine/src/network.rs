@@ -7,7 +7,8 @@
 //! that found no route, whether the kernel now has one (a UDP `connect`,
 //! which sends nothing). If not, the attempt is held instead of counted, and
 //! the engine is offline until the same checks pass again ([`watch`] runs
-//! them every second, only while offline).
+//! them every second, only while offline). The interfaces are also looked
+//! at once at start and after a resume from sleep.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -135,6 +136,14 @@ impl NetworkState {
         offline
     }
 
+    /// Offline now if no interface but loopback is up (at start, and after
+    /// a resume from sleep: cheap, and shown before any attempt fails).
+    pub(crate) fn check_interfaces(&self) {
+        if !interfaces_up(Path::new(SYS_NET)) {
+            self.set(Network::Offline);
+        }
+    }
+
     /// Whether the checks pass again (an interface up, a route to every
     /// address that had none).
     fn back(&self) -> bool {
@@ -151,6 +160,7 @@ pub(crate) async fn watch(
     cancel: CancellationToken,
 ) {
     let mut changes = state.subscribe();
+    state.check_interfaces();
     loop {
         if state.now() == Network::Offline {
             tokio::select! {
