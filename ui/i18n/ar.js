@@ -28,6 +28,7 @@ export default {
   'webhooks.add': 'إضافة ويب هوك',
   'webhooks.enabled': 'مفعّل',
   'webhooks.healthy': 'سليم',
+  'webhooks.held': 'غير متصل · التسليمات معلّقة',
   'webhooks.failing': 'يفشل · {n} مرات متتالية',
   'webhooks.warning': 'عمليات التسليم تفشل: {n} مرات متتالية',
   'webhooks.new': 'لا تسليم بعد',

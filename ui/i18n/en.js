@@ -28,6 +28,7 @@ export default {
   'webhooks.add': 'Add webhook',
   'webhooks.enabled': 'Enabled',
   'webhooks.healthy': 'Healthy',
+  'webhooks.held': 'Offline · deliveries held',
   'webhooks.failing': 'Failing · {n} in a row',
   'webhooks.warning': 'Deliveries are failing: {n} in a row',
   'webhooks.new': 'No delivery yet',
