@@ -12,6 +12,7 @@ mod hangups;
 mod ingest;
 mod limits;
 mod odd_input;
+mod offline;
 mod openapi;
 mod operations;
 mod process;

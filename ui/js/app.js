@@ -44,10 +44,14 @@ async function route() {
 function showStatus() {
   const box = document.getElementById('listener');
   const s = state.status;
-  box.replaceChildren(
-    h('span', { class: `dot ${s && s.state === 'running' ? 'ok' : 'bad'}`, 'aria-hidden': 'true' }),
-    s && s.state === 'running' ? t('listener.running', { addr: s.listen }) : t('listener.failed'),
-  );
+  const running = s && s.state === 'running';
+  // The engine's `network` (from /v1/health, then `network_changed` events).
+  const offline = running && state.network === 'offline';
+  box.replaceChildren(...[
+    h('span', { class: `dot ${running && !offline ? 'ok' : 'bad'}`, 'aria-hidden': 'true' }),
+    running ? t('listener.running', { addr: s.listen }) : t('listener.failed'),
+    offline && h('span', { class: 'offline', role: 'status' }, ' · ', t('listener.offline')),
+  ].filter(Boolean));
 }
 
 async function start() {
@@ -71,8 +75,16 @@ async function start() {
     main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, failure ? errorView(failure) : state.status.message));
     return;
   }
+  state.network = state.status.network || 'online';
+  showStatus();
   state.eventTypes = await api.eventTypes();
-  api.subscribe(emitEngineEvent);
+  api.subscribe((event) => {
+    if (event && event.kind === 'network_changed') {
+      state.network = event.network;
+      showStatus();
+    }
+    emitEngineEvent(event);
+  });
   window.addEventListener('hashchange', route);
   window.addEventListener('orki:language', () => { showStatus(); route(); });
   if (!location.hash.startsWith('#/')) history.replaceState(null, '', '#/webhooks');

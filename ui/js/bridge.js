@@ -81,7 +81,7 @@ export const api = tauri
   : {
       status: async () => {
         const h = await http('GET', '/v1/health');
-        return { state: 'running', listen: location.host, version: h.version };
+        return { state: 'running', listen: location.host, version: h.version, network: h.network };
       },
       eventTypes: () => http('GET', '/v1/event-types'),
       listWebhooks: async () => (await http('GET', '/v1/webhooks')).items,

@@ -1,3 +1,3 @@
 // What the pages share: the engine's status and the known event types, filled
 // in once by app.js at start.
-export const state = { status: null, eventTypes: [] };
+export const state = { status: null, network: 'online', eventTypes: [] };

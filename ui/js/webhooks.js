@@ -10,8 +10,16 @@ import { errorView } from './errors.js';
 // `view` below is the page while it is shown: {root, signal}. The page
 // subscribes to engine events once (renderWebhooks); `draw` only redraws.
 
+// While the engine is offline, deliveries to any endpoint but loopback are held.
+function held(w) {
+  if (state.network !== 'offline') return false;
+  const host = (() => { try { return new URL(w.url).hostname; } catch { return ''; } })();
+  return !(host === 'localhost' || host === '[::1]' || /^127\./.test(host));
+}
+
 function healthBadge(w) {
   if (!w.enabled) return h('span', { class: 'badge muted' }, t('webhooks.disabled'));
+  if (held(w)) return h('span', { class: 'badge warn' }, t('webhooks.held'));
   if (w.warning) return h('span', { class: 'badge bad', role: 'img', 'aria-label': t('webhooks.warning', { n: w.consecutive_failures }) }, '⚠ ', t('webhooks.failing', { n: w.consecutive_failures }));
   if (w.consecutive_failures > 0) return h('span', { class: 'badge warn' }, t('webhooks.failing', { n: w.consecutive_failures }));
   return h('span', { class: 'badge ok' }, t('webhooks.healthy'));
@@ -40,7 +48,7 @@ export async function renderWebhooks(root, _rest, signal) {
   let pending = null;
   signal.addEventListener('abort', () => clearTimeout(pending), { once: true });
   onEngineEvent((e) => {
-    if (e.kind !== 'webhook_health_changed' && e.kind !== 'attempt_recorded') return;
+    if (!['webhook_health_changed', 'attempt_recorded', 'network_changed'].includes(e.kind)) return;
     // Several events in a burst cause one reload.
     clearTimeout(pending);
     pending = setTimeout(() => refresh(view), 150);

@@ -25,7 +25,8 @@ fn authority(url: &url::Url) -> Option<String> {
 }
 
 /// Sends one signed delivery and describes the attempt (not yet stored). Also
-/// returns the server's `Retry-After` on a 429 or 503.
+/// returns the server's `Retry-After` on a 429 or 503, and whether the
+/// connect found no route (see [`crate::network`]).
 pub(crate) async fn send(
     out: &Outbound,
     webhook: &WebhookRecord,
@@ -33,7 +34,7 @@ pub(crate) async fn send(
     delivery_id: DeliveryId,
     number: u32,
     test: bool,
-) -> (AttemptRecord, Option<Duration>) {
+) -> (AttemptRecord, Option<Duration>, bool) {
     let body = event.payload.clone();
     let mut headers = BTreeMap::new();
     headers.insert("Content-Type".to_owned(), "application/json".to_owned());
@@ -65,6 +66,7 @@ pub(crate) async fn send(
     headers.insert("Content-Length".to_owned(), length.to_string());
 
     let status = ex.status;
+    let unreachable = ex.unreachable;
     let (error_class, error) = match (&ex.failure, status) {
         (Some((class, message)), _) => (Some(*class), Some(message.clone())),
         (None, Some(s)) if (200..300).contains(&s) => (None, None),
@@ -127,5 +129,5 @@ pub(crate) async fn send(
         },
         response,
     };
-    (record, retry_after)
+    (record, retry_after, unreachable)
 }

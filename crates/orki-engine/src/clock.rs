@@ -11,7 +11,14 @@
 //!
 //! A read costs a `match` and the clock it names: no allocation, no lock
 //! (the driven clock's reads take tokio's own lock; it runs in tests only).
+//!
+//! The two clocks part when the machine sleeps (the monotonic clock stops,
+//! the wall clock does not) or the wall clock is set: no wait is ever longer
+//! than [`MAX_WAIT`], so a due time passed that way is seen within it. The
+//! driven clock's wall time can be moved alone ([`Clock::jump_wall`]) to test
+//! that.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
@@ -20,6 +27,11 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use crate::sync::Locked;
+
+/// The longest a worker waits for a wall-clock time on the monotonic clock:
+/// how late a due time passed during sleep or by a clock jump is seen, and
+/// so the most often an idle engine with work queued for later wakes up.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the engine's workers read time (see the module docs).
 #[derive(Clone, Debug, Default)]
@@ -46,6 +58,7 @@ impl Clock {
             runtime,
             start,
             start_ms: u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0),
+            jumped_ms: AtomicU64::new(0),
             waits: Mutex::new(Waits::default()),
             changed: Condvar::new(),
         }))
@@ -55,8 +68,29 @@ impl Clock {
     pub(crate) fn now_ms(&self) -> u64 {
         match self {
             Clock::System => u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0),
-            Clock::Tokio(d) => d.start_ms + millis(d.instant().duration_since(d.start)),
+            Clock::Tokio(d) => {
+                d.start_ms
+                    + d.jumped_ms.load(Ordering::Acquire)
+                    + millis(d.instant().duration_since(d.start))
+            }
         }
+    }
+
+    /// Moves the driven clock's wall time ahead by `by` without moving its
+    /// monotonic time, as a resume from sleep or a clock set does. No-op on
+    /// the system clock.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn jump_wall(&self, by: Duration) {
+        if let Clock::Tokio(d) = self {
+            d.jumped_ms.fetch_add(millis(by), Ordering::AcqRel);
+        }
+    }
+
+    /// When to wake to see wall time `due_ms`: at most [`MAX_WAIT`] from now,
+    /// since the monotonic clock may not run while the wall clock does.
+    pub(crate) fn wake_for(&self, due_ms: u64) -> Instant {
+        let wait = Duration::from_millis(due_ms.saturating_sub(self.now_ms()));
+        self.instant() + wait.min(MAX_WAIT)
     }
 
     /// The wall clock now.
@@ -119,6 +153,8 @@ pub(crate) struct Driven {
     runtime: Handle,
     start: Instant,
     start_ms: u64,
+    /// Wall time moved ahead alone ([`Clock::jump_wall`]).
+    jumped_ms: AtomicU64,
     waits: Mutex<Waits>,
     changed: Condvar,
 }
@@ -235,6 +271,18 @@ pub(crate) mod tests {
             .join()
             .expect("thread");
         assert_eq!(read, ms + 30_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_jump_moves_wall_time_only_and_waits_stay_short() {
+        let clock = Clock::tokio();
+        let (ms, at) = (clock.now_ms(), clock.instant());
+        assert_eq!(clock.wake_for(ms + 3_600_000), at + MAX_WAIT);
+        assert_eq!(clock.wake_for(ms + 200), at + Duration::from_millis(200));
+        clock.jump_wall(Duration::from_secs(7200));
+        assert_eq!(clock.now_ms(), ms + 7_200_000);
+        assert_eq!(clock.instant(), at);
+        assert_eq!(clock.wake_for(ms + 3_600_000), at, "already due");
     }
 
     #[test]

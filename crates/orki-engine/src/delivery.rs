@@ -17,8 +17,9 @@ use crate::clock::Clock;
 use crate::engine::EngineEvent;
 use crate::ids::WebhookId;
 use crate::model::{AttemptRecord, ErrorClass, EventRecord, WebhookRecord};
+use crate::network::{Network, NetworkState, is_loopback};
 use crate::outbound::Outbound;
-use crate::queue::{Queue, QueuedJob, RELOAD_EVERY};
+use crate::queue::{Known, Queue, QueuedJob, RELOAD_EVERY};
 use crate::retry::RetryPolicy;
 use crate::store::codec::encode;
 use crate::store::commit::GroupCommit;
@@ -40,6 +41,8 @@ pub(crate) trait Services: Send + Sync + 'static {
     fn warning_threshold(&self) -> u32;
     /// Tells live views.
     fn publish(&self, event: EngineEvent);
+    /// Whether attempts can leave the machine.
+    fn network(&self) -> &NetworkState;
 }
 
 /// Everything the scheduler works with.
@@ -73,7 +76,20 @@ pub(crate) async fn run(context: Context) {
 /// or the queue changes.
 async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
     let (queue, clock) = (&context.queue, &context.clock);
+    let mut network = context.services.network().subscribe();
+    let mut last = (clock.now_ms(), clock.instant());
     loop {
+        let now = (clock.now_ms(), clock.instant());
+        let wall = now.0.saturating_sub(last.0);
+        let monotonic = u64::try_from(now.1.duration_since(last.1).as_millis()).unwrap_or(0);
+        if wall > monotonic + 5_000 {
+            tracing::info!(
+                ahead_ms = wall - monotonic,
+                "the wall clock moved ahead (resumed from sleep?); what became due goes out now"
+            );
+            context.services.network().check_interfaces();
+        }
+        last = now;
         if let Some(plan) = queue.reload_wanted(clock.now_ms(), clock.instant()) {
             match context.services.storage().due_jobs(plan).await {
                 Ok((jobs, complete)) => {
@@ -91,15 +107,14 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         let (jobs, next_due) = if queue.sends_held() {
             (Vec::new(), None)
         } else {
-            queue.take(clock.now_ms())
+            queue.take_except(clock.now_ms(), &held_webhooks(context))
         };
         for job in jobs {
             start(job);
         }
-        let mut sleep_until = next_due.map(|due_ms| {
-            let wait = due_ms.saturating_sub(clock.now_ms());
-            clock.instant() + Duration::from_millis(wait)
-        });
+        // Capped (`wake_for`): a due time passed while the machine slept, or
+        // by a wall-clock jump, is seen within a second.
+        let mut sleep_until = next_due.map(|due_ms| clock.wake_for(due_ms));
         if queue.spilled() {
             let soon = clock.instant() + RELOAD_EVERY;
             sleep_until = Some(sleep_until.map_or(soon, |t| t.min(soon)));
@@ -107,6 +122,12 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         tokio::select! {
             _ = context.cancel.cancelled() => break,
             _ = queue.changed() => {}
+            _ = async {
+                // Its sender lives as long as the engine's parts.
+                if network.changed().await.is_err() {
+                    std::future::pending::<()>().await
+                }
+            } => {}
             _ = async {
                 match sleep_until {
                     Some(at) => clock.sleep_until(at).await,
@@ -116,6 +137,26 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         }
     }
     tracing::debug!("scheduler stopped; waiting for attempts in flight");
+}
+
+/// While offline: the webhooks whose jobs are held (all but those on
+/// loopback addresses). Empty while online.
+fn held_webhooks(context: &Context) -> std::collections::HashSet<WebhookId> {
+    let services = &context.services;
+    if services.network().now() == Network::Online {
+        return Default::default();
+    }
+    let leaves = |w: &WebhookId| {
+        services
+            .webhook(*w)
+            .is_some_and(|h| h.parsed_url().is_none_or(|u| !is_loopback(&u)))
+    };
+    context
+        .queue
+        .webhooks()
+        .into_iter()
+        .filter(leaves)
+        .collect()
 }
 
 /// What one attempt sends: the event, the webhook, the attempt's number.
@@ -130,8 +171,33 @@ async fn attempt(context: &Context, job: QueuedJob) {
         queue.recorded(id);
         return;
     };
-    let (mut record, retry_after) =
+    let since = services.network().mark();
+    let (mut record, retry_after, unreachable) =
         send(services.outbound(), &webhook, &event, id, number, false).await;
+    let transport = matches!(
+        record.attempt.error_class,
+        Some(ErrorClass::Dns | ErrorClass::Connect | ErrorClass::Timeout)
+    ) && record.attempt.status_code.is_none();
+    if transport
+        && let Some(url) = webhook.parsed_url()
+        && services
+            .network()
+            .cannot_leave(&url, unreachable, since)
+            .await
+    {
+        // Offline is not a failure: nothing is recorded, and the delivery is
+        // queued again at the same due time (held until online).
+        queue.request_done(job.webhook_id);
+        queue.recorded(id);
+        queue.push([QueuedJob {
+            known: Some(Known {
+                event,
+                attempt: number,
+            }),
+            ..job
+        }]);
+        return;
+    }
     // The slot is free once the endpoint answered; the delivery itself stays
     // taken until its attempt is recorded.
     queue.request_done(job.webhook_id);
@@ -297,6 +363,9 @@ mod tests {
         storage: StoreThreads,
         writes: GroupCommit,
         outbound: Outbound,
+        network: NetworkState,
+        /// The webhooks it knows (none: every job is read from the store).
+        hooks: std::collections::HashMap<WebhookId, Arc<WebhookRecord>>,
     }
 
     impl Services for Parts {
@@ -309,8 +378,8 @@ mod tests {
         fn outbound(&self) -> &Outbound {
             &self.outbound
         }
-        fn webhook(&self, _: WebhookId) -> Option<Arc<WebhookRecord>> {
-            None
+        fn webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>> {
+            self.hooks.get(&id).cloned()
         }
         fn retry_policy(&self) -> RetryPolicy {
             RetryPolicy::default()
@@ -319,6 +388,9 @@ mod tests {
             5
         }
         fn publish(&self, _: EngineEvent) {}
+        fn network(&self) -> &NetworkState {
+            &self.network
+        }
     }
 
     /// Ingests one `message.created` event at the clock's time; its delivery.
@@ -333,6 +405,178 @@ mod tests {
             .await
             .expect("ingest");
         take.recv().await.expect("jobs")[0].delivery_id
+    }
+
+    /// Ingests a delivery and records a failed first attempt of it, its retry
+    /// due at `due_ms`.
+    async fn failed_once(parts: &Parts, clock: &Clock, hook: WebhookId, due_ms: u64) -> DeliveryId {
+        let id = ingest(parts, clock).await;
+        let mut failed =
+            crate::store::tests::attempt(hook, clock.now_ms(), "message.created", false, 1);
+        failed.attempt.delivery_id = id;
+        let job = parts
+            .storage
+            .load_job(id)
+            .await
+            .expect("load")
+            .expect("job");
+        failed.attempt.event_id = job.event.id;
+        let encoded = encode(&failed).expect("encode");
+        parts
+            .writes
+            .record_attempt(Arc::new(failed), encoded, Some(due_ms), 5)
+            .await
+            .expect("record");
+        id
+    }
+
+    /// After a resume from sleep (or a wall-clock jump), retries whose due
+    /// time passed go out within a second of monotonic time, not when the
+    /// monotonic wait for them would have ended; and paced: no more at once
+    /// to one endpoint than its slots, the next only as one frees.
+    #[tokio::test(start_paused = true)]
+    async fn retries_passed_by_a_wall_clock_jump_go_out_at_once_and_paced() {
+        let clock = Clock::tokio();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("orki.redb")).expect("open");
+        let hook = crate::store::tests::crm_webhook();
+        store.insert_webhook(&hook).expect("webhook");
+        let parts = Parts {
+            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
+            writes: GroupCommit::start(store).expect("writer"),
+            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+            network: NetworkState::default(),
+            hooks: Default::default(),
+        };
+        let due_ms = clock.now_ms() + 3_600_000;
+        let mut waiting = std::collections::HashSet::new();
+        for _ in 0..10 {
+            waiting.insert(failed_once(&parts, &clock, hook.id, due_ms).await);
+        }
+        // 2 slots per webhook, 4 while it is the only one with work.
+        let queue = Arc::new(Queue::new(8, 2, 1000));
+        let context = Arc::new(Context {
+            services: Arc::new(parts),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let limit = Duration::from_secs(10);
+        let (handed, mut out) = mpsc::unbounded_channel();
+        let scheduler = {
+            let (context, clock) = (context.clone(), clock.clone());
+            tokio::spawn(async move {
+                schedule(&context, |job| {
+                    let _ = handed.send((job, clock.instant()));
+                })
+                .await
+            })
+        };
+        // The scheduler has read the queue and waits for the retries.
+        within_real(limit, "the queue read", async {
+            while queue.spilled() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(out.try_recv().is_err(), "handed out before its due time");
+        let jumped_at = clock.instant();
+        clock.jump_wall(Duration::from_secs(2 * 3600));
+        let mut first = Vec::new();
+        for _ in 0..4 {
+            let (job, at) = within_real(limit, "a retry handed out", out.recv())
+                .await
+                .expect("scheduler runs");
+            assert!(
+                at - jumped_at <= Duration::from_secs(2),
+                "handed out {:?} after the jump",
+                at - jumped_at
+            );
+            assert!(waiting.remove(&job.delivery_id), "handed out once");
+            first.push(job);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            out.try_recv().is_err(),
+            "more than the endpoint's 4 slots at once"
+        );
+        // Each freed slot lets exactly one more go.
+        while let Some(done) = first.pop() {
+            queue.request_done(done.webhook_id);
+            if waiting.is_empty() {
+                continue;
+            }
+            let (job, _) = within_real(limit, "the next retry", out.recv())
+                .await
+                .expect("scheduler runs");
+            assert!(waiting.remove(&job.delivery_id), "handed out once");
+            first.insert(0, job);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(out.try_recv().is_err(), "two for one freed slot");
+        }
+        assert!(waiting.is_empty(), "all handed out");
+        context.cancel.cancel();
+        scheduler.await.expect("scheduler");
+    }
+
+    /// While offline, deliveries to an endpoint on loopback still go out and
+    /// the others stay queued; once online, they go too.
+    #[tokio::test(start_paused = true)]
+    async fn offline_holds_all_but_loopback_endpoints_until_online() {
+        let clock = Clock::tokio();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("orki.redb")).expect("open");
+        let remote = crate::store::tests::crm_webhook();
+        let local = WebhookRecord::new(
+            "https://127.0.0.1:9/hooks".into(),
+            crate::Secret::new("a-verify-token"),
+            vec!["message.created".into()],
+            true,
+        );
+        store.insert_webhook(&remote).expect("webhook");
+        store.insert_webhook(&local).expect("webhook");
+        let parts = Parts {
+            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
+            writes: GroupCommit::start(store).expect("writer"),
+            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+            network: NetworkState::default(),
+            hooks: [&remote, &local]
+                .into_iter()
+                .map(|w| (w.id, Arc::new(w.clone())))
+                .collect(),
+        };
+        parts.network.set(Network::Offline);
+        ingest(&parts, &clock).await;
+        let services = Arc::new(parts);
+        let context = Arc::new(Context {
+            services: services.clone(),
+            queue: Arc::new(Queue::new(8, 2, 1000)),
+            clock: clock.clone(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let (handed, mut out) = mpsc::unbounded_channel();
+        let scheduler = {
+            let context = context.clone();
+            tokio::spawn(async move {
+                schedule(&context, |job| {
+                    let _ = handed.send(job.webhook_id);
+                })
+                .await
+            })
+        };
+        let limit = Duration::from_secs(10);
+        let first = within_real(limit, "a job handed out", out.recv()).await;
+        assert_eq!(first, Some(local.id), "loopback goes out while offline");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(out.try_recv().is_err(), "sent while offline");
+        services.network.set(Network::Online);
+        let next = within_real(limit, "the held job handed out", out.recv()).await;
+        assert_eq!(next, Some(remote.id), "held until online");
+        context.cancel.cancel();
+        scheduler.await.expect("scheduler");
     }
 
     /// A retry due in 30 s is not handed out at 29 s, and is at 30 s (a
@@ -352,6 +596,8 @@ mod tests {
             storage: StoreThreads::start(store.clone(), 2).expect("threads"),
             writes: GroupCommit::start(store).expect("writer"),
             outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+            network: NetworkState::default(),
+            hooks: Default::default(),
         };
         let start_ms = clock.now_ms();
         // A delivery that failed once, its retry due in 30 s; then a fresh one.

@@ -18,7 +18,8 @@
 //!    (`X-Hub-Signature-256`), [`private_files`] (owner-only files), `error`
 //!    (the crate's error type and its one [`ErrorBody`]), `listener`
 //!    (connections served within limits), `outbound` (the HTTP client: system
-//!    roots plus extra CAs, no redirects, failures classified), [`config`].
+//!    roots plus extra CAs, no redirects, failures classified), [`network`]
+//!    (online or offline: the interface and route checks), [`config`].
 //! 2. [`store`]: the only module that names redb, a file per table family
 //!    (meta, webhooks, events, deliveries, attempts, prune). The rest of the
 //!    engine calls its async, business-level seam only: the store threads'
@@ -52,6 +53,7 @@ pub mod http;
 pub mod ids;
 pub(crate) mod listener;
 pub mod model;
+pub mod network;
 pub(crate) mod outbound;
 pub mod private_files;
 pub mod query;

@@ -40,6 +40,8 @@ pub(crate) struct Exchange {
     pub elapsed: Duration,
     /// Transport-level failure (not a bad status: callers judge statuses).
     pub failure: Option<(ErrorClass, String)>,
+    /// The connect found no route (network or host unreachable).
+    pub unreachable: bool,
 }
 
 impl Outbound {
@@ -109,7 +111,10 @@ impl Outbound {
         .await;
         out.failure = match result {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(classify(&e, limit)),
+            Ok(Err(e)) => {
+                out.unreachable = unreachable(&e);
+                Some(classify(&e, limit))
+            }
             Err(_) => Some((ErrorClass::Timeout, timeout_message(limit))),
         };
         out.elapsed = started.elapsed();
@@ -144,6 +149,24 @@ pub(crate) fn load_ca_files(ca_files: &[PathBuf]) -> Result<Vec<Certificate>> {
 
 fn timeout_message(limit: Duration) -> String {
     format!("no complete answer within {} ms", limit.as_millis())
+}
+
+/// Whether a transport error is a connect that found no route
+/// (`ENETUNREACH`, `EHOSTUNREACH`).
+pub(crate) fn unreachable(error: &reqwest::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+            )
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Classifies a transport error by walking its sources.

@@ -16,6 +16,7 @@ use crate::engine::{EngineEvent, EngineHandle};
 use crate::error::{Error, Result};
 use crate::ids::WebhookId;
 use crate::model::WebhookRecord;
+use crate::network::NetworkState;
 use crate::outbound::Outbound;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
@@ -56,6 +57,12 @@ impl Engine {
             tasks: tasks.clone(),
         }));
         tasks.spawn(retention::run(retention::Context::from(&handle)));
+        tasks.spawn(crate::network::watch(
+            handle.inner.network.clone(),
+            Clock::System,
+            cancel.clone(),
+        ));
+        tasks.spawn(publish_network_changes(handle.clone(), cancel.clone()));
         let app = crate::http::router(handle.clone());
         let limits = crate::listener::Serve {
             max_connections: handle.inner.config.max_connections,
@@ -93,6 +100,23 @@ impl Engine {
     }
 }
 
+/// Tells subscribers each time the engine goes offline or online again.
+async fn publish_network_changes(handle: EngineHandle, cancel: CancellationToken) {
+    let mut changes = handle.inner.network.subscribe();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let network = *changes.borrow_and_update();
+                handle.publish(EngineEvent::NetworkChanged { network });
+            }
+        }
+    }
+}
+
 impl delivery::Services for EngineHandle {
     fn storage(&self) -> &StoreThreads {
         EngineHandle::storage(self)
@@ -120,6 +144,10 @@ impl delivery::Services for EngineHandle {
 
     fn publish(&self, event: EngineEvent) {
         EngineHandle::publish(self, event)
+    }
+
+    fn network(&self) -> &NetworkState {
+        &self.inner.network
     }
 }
 

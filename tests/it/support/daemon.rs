@@ -66,6 +66,19 @@ impl Daemon {
         Self::spawn(Command::new(binary()), data_dir, launch).await
     }
 
+    /// Like [`Daemon::start`], in the network namespace `netns` (`ip netns
+    /// exec`, which also shows it that namespace's `/sys/class/net`).
+    pub async fn start_in_netns(netns: &str, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut ip = Command::new("ip");
+        ip.args(["netns", "exec", netns]).arg(binary());
+        let launch = Launch {
+            stderr: stderr_path(data_dir),
+            env_credentials: true,
+            extra,
+        };
+        Self::spawn(ip, data_dir, launch).await
+    }
+
     /// Like [`Daemon::start`], as `launch` says: `data_dir` need not exist.
     pub async fn launch(data_dir: &Path, launch: Launch<'_>) -> Self {
         Self::spawn(Command::new(binary()), data_dir, launch).await

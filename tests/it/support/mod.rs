@@ -64,8 +64,13 @@ impl TestCa {
 
     /// A server certificate for `localhost` and `127.0.0.1`: `(cert PEM, key PEM)`.
     pub fn server_cert(&self) -> (String, String) {
-        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params");
+        self.server_cert_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate for these names and addresses: `(cert PEM, key PEM)`.
+    pub fn server_cert_for(&self, names: &[&str]) -> (String, String) {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let params = CertificateParams::new(names).expect("params");
         let key = KeyPair::generate().expect("server key");
         let cert = params
             .signed_by(&key, &self.issuer)

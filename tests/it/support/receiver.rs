@@ -188,7 +188,24 @@ impl Receiver {
         Self::start_with(None, "hook").await
     }
 
+    /// An HTTPS receiver on a listener bound elsewhere (another network
+    /// namespace), with a certificate from `ca` for the listener's address.
+    pub async fn start_on(ca: &TestCa, listener: std::net::TcpListener) -> Self {
+        let ip = listener.local_addr().expect("addr").ip().to_string();
+        let tls = ca.server_cert_for(&[&ip]);
+        Self::start_listening(Some(tls), "hook", listener).await
+    }
+
     async fn start_with(tls: Option<(String, String)>, path: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_listening(tls, path, listener).await
+    }
+
+    async fn start_listening(
+        tls: Option<(String, String)>,
+        path: &str,
+        listener: std::net::TcpListener,
+    ) -> Self {
         super::init();
         let (tx, rx) = mpsc::unbounded_channel();
         let token = format!("vt_{}", rand_suffix());
@@ -202,7 +219,6 @@ impl Receiver {
         let app = Router::new()
             .route(&format!("/{path}"), get(handshake).post(deliver))
             .with_state(shared.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let handle = axum_server::Handle::new();
@@ -225,7 +241,7 @@ impl Receiver {
             }
         }
         Self {
-            url: format!("{scheme}://127.0.0.1:{}/{path}", addr.port()),
+            url: format!("{scheme}://{}:{}/{path}", addr.ip(), addr.port()),
             token,
             addr,
             shared,

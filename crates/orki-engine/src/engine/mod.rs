@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::event_types::{self, EventType};
 use crate::ids::{DeliveryId, WebhookId};
 use crate::model::{Attempt, WebhookRecord};
+use crate::network::{Network, NetworkState};
 use crate::outbound::Outbound;
 use crate::queue::Queue;
 use crate::retry::RetryPolicy;
@@ -44,6 +45,11 @@ pub enum EngineEvent {
     AttemptRecorded(Attempt),
     /// A webhook's consecutive-failure count changed.
     WebhookHealthChanged(Health),
+    /// The engine went offline or online again (see [`crate::network`]).
+    NetworkChanged {
+        /// The state now.
+        network: Network,
+    },
     /// Retention removed old records.
     Pruned {
         /// Attempts removed.
@@ -69,6 +75,8 @@ pub(crate) struct Inner {
     local_addr: SocketAddr,
     /// The due queue in memory (the scheduler takes from it).
     pub(crate) queue: Arc<Queue>,
+    /// Whether attempts can leave the machine.
+    pub(crate) network: Arc<NetworkState>,
     /// The webhooks as stored, for sending without reading the store.
     webhooks: RwLock<HashMap<WebhookId, Arc<WebhookRecord>>>,
     events: broadcast::Sender<EngineEvent>,
@@ -202,6 +210,7 @@ impl EngineHandle {
                 jitter,
                 local_addr,
                 queue,
+                network: Arc::default(),
                 webhooks: RwLock::new(webhooks.into_iter().map(|w| (w.id, Arc::new(w))).collect()),
                 events,
                 cancel: cancel.clone(),
@@ -254,6 +263,12 @@ impl EngineHandle {
     pub(crate) fn publish(&self, event: EngineEvent) {
         // No subscribers is fine.
         let _ = self.inner.events.send(event);
+    }
+
+    /// Whether deliveries can leave the machine now (offline: held, not
+    /// failed). Changes come as [`EngineEvent::NetworkChanged`].
+    pub fn network(&self) -> Network {
+        self.inner.network.now()
     }
 
     /// The key that posts events.

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use url::{Host, Url};
+use url::Url;
 
 use super::{EngineEvent, EngineHandle};
 use crate::event_types::{self, EventType};
@@ -229,7 +229,7 @@ impl EngineHandle {
             idempotency_key: None,
         };
         let delivery_id = DeliveryId::generate();
-        let (record, _) =
+        let (record, _, _) =
             crate::attempt::send(&self.inner.outbound, &webhook, &event, delivery_id, 1, true)
                 .await;
         let delivery = DeliveryRecord {
@@ -323,14 +323,7 @@ pub(crate) fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
+use crate::network::is_loopback;
 
 fn validate_token(token: &str) -> Result<String> {
     if token.is_empty() {

@@ -179,7 +179,7 @@ pub(super) async fn patch_settings(
 }
 
 #[utoipa::path(get, path = "/v1/stream", tag = "events", security(("admin_token" = [])),
-    responses((status = 200, description = "Server-Sent Events: attempt_recorded, webhook_health_changed, pruned, lagged", content_type = "text/event-stream", body = String), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, description = "Server-Sent Events: attempt_recorded, webhook_health_changed, network_changed, pruned, lagged", content_type = "text/event-stream", body = String), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 /// Server-Sent Events: every engine event as `event: <kind>` with a JSON `data` line.
 pub(super) async fn stream(
     State(engine): State<EngineHandle>,
@@ -191,6 +191,7 @@ pub(super) async fn stream(
                 let kind = match &event {
                     EngineEvent::AttemptRecorded(_) => "attempt_recorded",
                     EngineEvent::WebhookHealthChanged(_) => "webhook_health_changed",
+                    EngineEvent::NetworkChanged { .. } => "network_changed",
                     EngineEvent::Pruned { .. } => "pruned",
                 };
                 (kind, serde_json::to_string(&event).unwrap_or_default())

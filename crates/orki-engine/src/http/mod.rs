@@ -208,8 +208,9 @@ async fn require_admin(
 
 #[utoipa::path(get, path = "/v1/health", tag = "meta",
     responses((status = 200, description = "The engine runs", body = crate::http::openapi::HealthBody)))]
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": crate::VERSION }))
+async fn health(State(engine): State<EngineHandle>) -> Json<Value> {
+    let network = engine.network().as_str();
+    Json(json!({ "status": "ok", "version": crate::VERSION, "network": network }))
 }
 
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",

@@ -21,6 +21,10 @@ pub(crate) struct HealthBody {
     pub status: String,
     /// The engine's version.
     pub version: String,
+    /// `offline` while deliveries cannot leave the machine (no network
+    /// interface up but loopback, or no route to an endpoint): they are held,
+    /// not failed; endpoints on loopback are still attempted.
+    pub network: crate::network::Network,
 }
 
 /// `GET /v1/webhooks`.

@@ -330,12 +330,28 @@ impl Queue {
 
     /// Takes the due jobs that may start now (within both limits), oldest due
     /// first over the lanes. Returns them and the next due time still queued.
+    #[cfg(test)]
     pub(crate) fn take(&self, now_ms: u64) -> (Vec<QueuedJob>, Option<u64>) {
+        self.take_except(now_ms, &HashSet::new())
+    }
+
+    /// Like [`Queue::take`], leaving the lanes of `held` webhooks as they are
+    /// (their jobs stay due; the next due time is of the others).
+    pub(crate) fn take_except(
+        &self,
+        now_ms: u64,
+        held: &HashSet<WebhookId>,
+    ) -> (Vec<QueuedJob>, Option<u64>) {
         let mut guard = self.lock();
         let s = &mut *guard;
         let mut jobs = Vec::new();
         while s.busy < self.total {
-            let Some(&(due, webhook)) = s.ready.first() else {
+            let first = if held.is_empty() {
+                s.ready.first()
+            } else {
+                s.ready.iter().find(|(_, w)| !held.contains(w))
+            };
+            let Some(&(due, webhook)) = first else {
                 break;
             };
             if due > now_ms {
@@ -572,6 +588,11 @@ impl Queue {
     /// Whether new attempts wait for a record to be written.
     pub(crate) fn sends_held(&self) -> bool {
         self.held.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    /// The webhooks with jobs queued or requests in flight.
+    pub(crate) fn webhooks(&self) -> Vec<WebhookId> {
+        self.lock().lanes.keys().copied().collect()
     }
 
     /// Whether some of the table's entries are not in memory.
