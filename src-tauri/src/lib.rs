@@ -253,6 +253,9 @@ async fn forward_events(app: AppHandle, engine: EngineHandle) {
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         };
+        if let EngineEvent::NetworkChanged { .. } = &event {
+            tray::refresh(&app);
+        }
         if let EngineEvent::WebhookHealthChanged(h) = &event {
             tray::refresh(&app);
             let was = warned.contains(&h.webhook_id);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use orki_engine::EngineHandle;
 use orki_engine::ids::WebhookId;
+use orki_engine::network::Network;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -86,7 +87,7 @@ pub async fn snapshot(app: &AppHandle) -> Snapshot {
             start_at_login,
         };
     };
-    let offline = false; // MERGE: the engine's network state
+    let offline = engine.network() == Network::Offline;
     let mut failing: Vec<Failing> = engine
         .list_webhooks()
         .await
