@@ -25,6 +25,7 @@ pub fn show(app: &AppHandle) {
     };
     match WebviewWindowBuilder::from_config(app, config).and_then(|b| b.build()) {
         Ok(window) => {
+            lighten(&window);
             if let Err(e) = window.set_focus() {
                 tracing::debug!(error = %e, "could not focus the window");
             }
@@ -70,4 +71,22 @@ fn children_named(prefix: &str) -> Vec<i32> {
             stat[open + 1..close].starts_with(prefix) && ppid == Some(&me.to_string())
         })
         .collect()
+}
+
+/// Draws the UI without GPU compositing: a page of forms and tables needs
+/// none, and WebKit's GL (software GL where there is no GPU) cost the web
+/// process about 90 MB PSS here (docs/BENCHMARKS.md, "Desktop memory").
+fn lighten(window: &tauri::WebviewWindow) {
+    #[cfg(target_os = "linux")]
+    let done = window.with_webview(|webview| {
+        use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+        if let Some(settings) = webview.inner().settings() {
+            settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+        }
+    });
+    #[cfg(not(target_os = "linux"))]
+    let done: tauri::Result<()> = Ok(());
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "could not change the window's WebKit settings");
+    }
 }
