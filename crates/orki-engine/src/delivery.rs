@@ -393,6 +393,23 @@ mod tests {
         }
     }
 
+    impl Parts {
+        /// The scheduler's services over `store`, knowing `hooks` (none:
+        /// every job is read from the store).
+        fn on(store: Store, hooks: &[&WebhookRecord]) -> Self {
+            Parts {
+                storage: StoreThreads::start(store.clone(), 2).expect("threads"),
+                writes: GroupCommit::start(store).expect("writer"),
+                outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
+                network: NetworkState::default(),
+                hooks: hooks
+                    .iter()
+                    .map(|w| (w.id, Arc::new((*w).clone())))
+                    .collect(),
+            }
+        }
+    }
+
     /// Ingests one `message.created` event at the clock's time; its delivery.
     async fn ingest(parts: &Parts, clock: &Clock) -> DeliveryId {
         let new = NewEvent::new("message.created", "{}", None, clock.now()).expect("event");
@@ -441,13 +458,7 @@ mod tests {
         let store = Store::open(&dir.path().join("orki.redb")).expect("open");
         let hook = crate::store::tests::crm_webhook();
         store.insert_webhook(&hook).expect("webhook");
-        let parts = Parts {
-            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
-            writes: GroupCommit::start(store).expect("writer"),
-            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
-            network: NetworkState::default(),
-            hooks: Default::default(),
-        };
+        let parts = Parts::on(store, &[]);
         let due_ms = clock.now_ms() + 3_600_000;
         let mut waiting = std::collections::HashSet::new();
         for _ in 0..10 {
@@ -537,16 +548,7 @@ mod tests {
         );
         store.insert_webhook(&remote).expect("webhook");
         store.insert_webhook(&local).expect("webhook");
-        let parts = Parts {
-            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
-            writes: GroupCommit::start(store).expect("writer"),
-            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
-            network: NetworkState::default(),
-            hooks: [&remote, &local]
-                .into_iter()
-                .map(|w| (w.id, Arc::new(w.clone())))
-                .collect(),
-        };
+        let parts = Parts::on(store, &[&remote, &local]);
         parts.network.set(Network::Offline);
         ingest(&parts, &clock).await;
         let services = Arc::new(parts);
@@ -592,13 +594,7 @@ mod tests {
         let store = Store::open(&dir.path().join("orki.redb")).expect("open");
         let hook = crate::store::tests::crm_webhook();
         store.insert_webhook(&hook).expect("webhook");
-        let parts = Parts {
-            storage: StoreThreads::start(store.clone(), 2).expect("threads"),
-            writes: GroupCommit::start(store).expect("writer"),
-            outbound: Outbound::new(&[], Duration::from_secs(10)).expect("client"),
-            network: NetworkState::default(),
-            hooks: Default::default(),
-        };
+        let parts = Parts::on(store, &[]);
         let start_ms = clock.now_ms();
         // A delivery that failed once, its retry due in 30 s; then a fresh one.
         let retry = ingest(&parts, &clock).await;
