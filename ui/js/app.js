@@ -47,11 +47,12 @@ function showStatus() {
   const running = s && s.state === 'running';
   // The engine's `network` (from /v1/health, then `network_changed` events).
   const offline = running && state.network === 'offline';
-  box.replaceChildren(...[
-    h('span', { class: `dot ${running && !offline ? 'ok' : 'bad'}`, 'aria-hidden': 'true' }),
-    running ? t('listener.running', { addr: s.listen }) : t('listener.failed'),
-    offline && h('span', { class: 'offline', role: 'status' }, ' · ', t('listener.offline')),
-  ].filter(Boolean));
+  box.replaceChildren(
+    h('span', { class: `dot ${running && !offline ? 'ok' : offline ? 'warn' : 'bad'}`, 'aria-hidden': 'true' }),
+    h('span', {},
+      running ? t('listener.running', { addr: s.listen }) : t('listener.failed'),
+      offline ? h('span', { class: 'offline', role: 'status' }, t('listener.offline')) : null),
+  );
 }
 
 async function start() {

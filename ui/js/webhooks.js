@@ -32,7 +32,7 @@ function lastLine(w) {
 }
 
 function emptyState(view) {
-  const example = h('pre', { class: 'code' }, curlExample(state.status.listen, 'YOUR_INGEST_KEY'));
+  const example = h('pre', { class: 'code', dir: 'ltr' }, curlExample(state.status.listen, 'YOUR_INGEST_KEY'));
   return h('section', { class: 'empty' },
     h('h2', {}, t('start.title')),
     h('ol', { class: 'steps' },
