@@ -131,16 +131,11 @@ impl Args {
 
 /// `--quit` with no instance reachable over D-Bus: says whether one runs.
 fn quit_without_instance(app: &AppHandle) -> ! {
-    let running = app
-        .path()
-        .app_data_dir()
-        .map(|dir| {
-            matches!(
-                Store::open(&Config::new(dir).database_path()),
-                Err(Error::AlreadyRunning(_))
-            )
-        })
-        .unwrap_or(false);
+    // Only an existing database can be locked: none is made here.
+    let running = app.path().app_data_dir().is_ok_and(|dir| {
+        let db = Config::new(dir).database_path();
+        db.exists() && matches!(Store::open(&db), Err(Error::AlreadyRunning(_)))
+    });
     if running {
         eprintln!(
             "orki-webhooks: it runs, but could not be reached (no D-Bus session bus): quit it from its tray menu"

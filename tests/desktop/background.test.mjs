@@ -85,6 +85,12 @@ test('closing the window keeps delivering; a second launch shows it; --quit and 
   const count = (line) => log().split(line).length - 1;
   const sink = await receiver();
   try {
+    // --quit before anything ran: "not running", and no database made for it.
+    const early = await start(env, ['--quit']).exit;
+    assert.equal(early.code, 0);
+    assert.match(early.stderr, /not running/);
+    assert.ok(!existsSync(join(env.XDG_DATA_HOME, 'com.orki.webhooks', 'orki-webhooks.redb')), 'no database made');
+
     const first = start(env);
     await until('the app to start with its window', () => count('engine started') === 1 && windows(['--pid', String(first.pid)]).length > 0);
     await api('PATCH', '/v1/settings', { allow_http_localhost: true });
