@@ -5,6 +5,7 @@
 mod support;
 
 mod contract;
+mod controls;
 mod crash_loop;
 mod delivery;
 mod edges;

@@ -11,9 +11,10 @@ use crate::model::{
     Attempt, AttemptRecord, ErrorClass, EventRecord, RequestRecord, ResponseRecord, WebhookRecord,
     redacted,
 };
+use crate::model::{MASK, Signature};
 use crate::outbound::{Outbound, USER_AGENT};
 use crate::retry::parse_retry_after;
-use crate::signing::{SIGNATURE_HEADER, signature};
+use crate::signing::{SIGNATURE_HEADER, signature, standard_signature};
 
 /// The `Host` header for `url`: its host, with the port unless it is the scheme's default.
 fn authority(url: &url::Url) -> Option<String> {
@@ -39,10 +40,33 @@ pub(crate) async fn send(
     let mut headers = BTreeMap::new();
     headers.insert("Content-Type".to_owned(), "application/json".to_owned());
     headers.insert("User-Agent".to_owned(), USER_AGENT.to_owned());
-    headers.insert(
-        SIGNATURE_HEADER.to_owned(),
-        signature(webhook.verify_token.expose(), body.as_bytes()),
-    );
+    let controls = &webhook.controls;
+    match (controls.signature, &controls.signing_secret) {
+        (Signature::Standard, Some(secret)) => {
+            let id = delivery_id.to_string();
+            let now = Utc::now();
+            let timestamp = now.timestamp();
+            let mut signed = standard_signature(secret, &id, timestamp, body.as_bytes());
+            if let Some(old) = controls.previous_secret.as_ref().filter(|p| p.until > now) {
+                signed.push(' ');
+                signed.push_str(&standard_signature(
+                    &old.secret,
+                    &id,
+                    timestamp,
+                    body.as_bytes(),
+                ));
+            }
+            headers.insert("webhook-id".to_owned(), id);
+            headers.insert("webhook-timestamp".to_owned(), timestamp.to_string());
+            headers.insert("webhook-signature".to_owned(), signed);
+        }
+        _ => {
+            headers.insert(
+                SIGNATURE_HEADER.to_owned(),
+                signature(webhook.verify_token.expose(), body.as_bytes()),
+            );
+        }
+    }
     headers.insert("X-Orki-Event".to_owned(), event.event_type.clone());
     headers.insert("X-Orki-Delivery".to_owned(), delivery_id.to_string());
 
@@ -56,6 +80,11 @@ pub(crate) async fn send(
     };
     for (name, value) in &headers {
         request = request.header(name, value);
+    }
+    // The admin's headers go out as they are and are recorded masked.
+    for (name, value) in &controls.headers {
+        request = request.header(name, value.expose());
+        headers.insert(name.clone(), MASK.to_owned());
     }
     let length = body.len();
     let ex = out.exchange(request.body(body)).await;

@@ -16,11 +16,13 @@ use crate::attempt::send;
 use crate::clock::Clock;
 use crate::engine::EngineEvent;
 use crate::ids::WebhookId;
-use crate::model::{AttemptRecord, ErrorClass, EventRecord, WebhookRecord};
+use crate::model::{AttemptRecord, ErrorClass, EventRecord, Pause, WebhookRecord};
 use crate::network::{Network, NetworkState, is_loopback};
 use crate::outbound::Outbound;
 use crate::queue::{Known, Queue, QueuedJob, RELOAD_EVERY};
+use crate::rate::Limits;
 use crate::retry::RetryPolicy;
+use crate::store::HealthRules;
 use crate::store::codec::encode;
 use crate::store::commit::GroupCommit;
 use crate::store::threads::StoreThreads;
@@ -37,8 +39,10 @@ pub(crate) trait Services: Send + Sync + 'static {
     fn webhook(&self, id: WebhookId) -> Option<Arc<WebhookRecord>>;
     /// The retry policy in force.
     fn retry_policy(&self) -> RetryPolicy;
-    /// The consecutive failures at which a webhook shows a warning.
-    fn warning_threshold(&self) -> u32;
+    /// What an attempt's record judges its webhook's health by.
+    fn health_rules(&self) -> HealthRules;
+    /// An attempt paused its webhook (auto-pause): memory follows.
+    fn paused(&self, id: WebhookId, pause: Pause);
     /// Tells live views.
     fn publish(&self, event: EngineEvent);
     /// Whether attempts can leave the machine.
@@ -78,6 +82,7 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
     let (queue, clock) = (&context.queue, &context.clock);
     let mut network = context.services.network().subscribe();
     let mut last = (clock.now_ms(), clock.instant());
+    let mut limits = Limits::default();
     loop {
         let now = (clock.now_ms(), clock.instant());
         let wall = now.0.saturating_sub(last.0);
@@ -104,17 +109,35 @@ async fn schedule(context: &Context, mut start: impl FnMut(QueuedJob)) {
         }
         // While an attempt's record waits for the store, none starts: its
         // record could not be written either.
+        let mut next_token: Option<tokio::time::Instant> = None;
         let (jobs, next_due) = if queue.sends_held() {
             (Vec::new(), None)
         } else {
-            queue.take_except(clock.now_ms(), &held_webhooks(context))
+            let now = clock.instant();
+            let services = &context.services;
+            queue.take_except(clock.now_ms(), &held_webhooks(context), |webhook| {
+                let rate = services
+                    .webhook(webhook)
+                    .and_then(|w| w.controls.rate_limit_per_s);
+                match limits.admit(webhook, rate, now) {
+                    Ok(()) => true,
+                    Err(at) => {
+                        next_token = Some(next_token.map_or(at, |t| t.min(at)));
+                        false
+                    }
+                }
+            })
         };
         for job in jobs {
             start(job);
         }
+        limits.retain(|w| context.services.webhook(*w).is_some());
         // Capped (`wake_for`): a due time passed while the machine slept, or
         // by a wall-clock jump, is seen within a second.
         let mut sleep_until = next_due.map(|due_ms| clock.wake_for(due_ms));
+        if let Some(at) = next_token {
+            sleep_until = Some(sleep_until.map_or(at, |t| t.min(at)));
+        }
         if queue.spilled() {
             let soon = clock.instant() + RELOAD_EVERY;
             sleep_until = Some(sleep_until.map_or(soon, |t| t.min(soon)));
@@ -212,9 +235,9 @@ async fn attempt(context: &Context, job: QueuedJob) {
     };
     record.attempt.next_retry_at =
         next_due_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
-    let threshold = services.warning_threshold();
+    let rules = services.health_rules();
     let record = Arc::new(record);
-    let recorded = record_until_stored(context, &record, next_due_ms, threshold).await;
+    let recorded = record_until_stored(context, &record, next_due_ms, rules).await;
     queue.recorded(id);
     match recorded {
         Ok(health) => {
@@ -240,6 +263,10 @@ async fn attempt(context: &Context, job: QueuedJob) {
             );
             services.publish(EngineEvent::AttemptRecorded(record.attempt.clone()));
             if let Some(h) = health {
+                if let Some(pause) = &h.paused {
+                    tracing::warn!(webhook = %h.webhook_id, reason = ?pause.reason, "webhook paused automatically; its deliveries are held until it is resumed");
+                    services.paused(h.webhook_id, pause.clone());
+                }
                 if h.warning {
                     tracing::warn!(webhook = %h.webhook_id, failures = h.consecutive_failures, "webhook is failing");
                 }
@@ -266,7 +293,7 @@ async fn record_until_stored(
     context: &Context,
     record: &Arc<AttemptRecord>,
     next_due_ms: Option<u64>,
-    threshold: u32,
+    rules: HealthRules,
 ) -> crate::Result<Option<crate::store::Health>> {
     let (queue, cancel) = (&context.queue, &context.cancel);
     let mut wait = Duration::from_millis(100);
@@ -278,7 +305,7 @@ async fn record_until_stored(
             context
                 .services
                 .writes()
-                .record_attempt(record, encoded, next_due_ms, threshold)
+                .record_attempt(record, encoded, next_due_ms, rules)
                 .await
         }
         .await;
@@ -384,9 +411,10 @@ mod tests {
         fn retry_policy(&self) -> RetryPolicy {
             RetryPolicy::default()
         }
-        fn warning_threshold(&self) -> u32 {
-            5
+        fn health_rules(&self) -> HealthRules {
+            5.into()
         }
+        fn paused(&self, _: WebhookId, _: Pause) {}
         fn publish(&self, _: EngineEvent) {}
         fn network(&self) -> &NetworkState {
             &self.network

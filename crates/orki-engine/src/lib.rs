@@ -58,6 +58,7 @@ pub(crate) mod outbound;
 pub mod private_files;
 pub mod query;
 pub(crate) mod queue;
+pub(crate) mod rate;
 pub mod retention;
 pub mod retry;
 pub(crate) mod runtime;

@@ -32,6 +32,10 @@ pub struct WebhookRecord {
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// The HTTP status of the last (non-test) attempt, if one came back.
     pub last_status_code: Option<u16>,
+    /// The delivery controls (pause, headers, rate limit, signature, ordering);
+    /// their defaults are stored as nothing, so older records read as they were.
+    #[serde(default, flatten)]
+    pub controls: Controls,
     /// `url` parsed, made once and reused by every delivery (not stored). It
     /// keeps the text it was parsed from, so a changed `url` is parsed again.
     #[serde(skip)]
@@ -53,8 +57,14 @@ impl WebhookRecord {
             consecutive_failures: 0,
             last_attempt_at: None,
             last_status_code: None,
+            controls: Controls::default(),
             parsed_url: OnceLock::new(),
         }
+    }
+
+    /// Whether deliveries to it are held (paused by the admin or automatically).
+    pub fn is_paused(&self) -> bool {
+        self.controls.paused.is_some()
     }
 
     /// `url`, parsed; `None` if it does not parse (it did when registered).
@@ -72,7 +82,9 @@ impl WebhookRecord {
 
     /// The public view. The verify token is shown only when `reveal_token` is set
     /// (single-webhook answers), never in lists.
-    pub fn view(&self, warning_threshold: u32, reveal_token: bool) -> Webhook {
+    pub fn view(&self, warning_threshold: u32, reveal_token: bool, pending: u64) -> Webhook {
+        let c = &self.controls;
+        let now = Utc::now();
         Webhook {
             id: self.id,
             url: self.url.clone(),
@@ -85,8 +97,113 @@ impl WebhookRecord {
             last_attempt_at: self.last_attempt_at,
             last_status_code: self.last_status_code,
             verify_token: reveal_token.then(|| self.verify_token.expose().to_owned()),
+            paused: c.paused.is_some(),
+            paused_reason: c.paused.as_ref().map(|p| p.reason),
+            paused_at: c.paused.as_ref().map(|p| p.at),
+            pending,
+            headers: c
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let shown = if reveal_token { value.expose() } else { MASK };
+                    (name.clone(), shown.to_owned())
+                })
+                .collect(),
+            rate_limit_per_s: c.rate_limit_per_s,
+            signature: c.signature,
+            signing_secret: c
+                .signing_secret
+                .as_ref()
+                .filter(|_| reveal_token && c.signature == Signature::Standard)
+                .map(|s| s.expose().to_owned()),
+            rotation_ends_at: c
+                .previous_secret
+                .as_ref()
+                .map(|p| p.until)
+                .filter(|until| *until > now),
+            ordered: c.ordered,
+            failing_since: c.failing_since,
         }
     }
+}
+
+/// What a header value stored or listed is shown as.
+pub const MASK: &str = "••••";
+
+/// Why a webhook is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The admin paused it.
+    Admin,
+    /// Every attempt failed for `auto_pause_after_hours`.
+    Failing,
+    /// The endpoint answered `410 Gone`.
+    Gone,
+}
+
+/// A pause: why and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Pause {
+    /// Why.
+    pub reason: PauseReason,
+    /// Since when.
+    pub at: DateTime<Utc>,
+}
+
+/// How deliveries are signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Signature {
+    /// `X-Hub-Signature-256`, keyed by the verify token.
+    #[default]
+    Hub,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    Standard,
+}
+
+impl Signature {
+    fn is_hub(&self) -> bool {
+        *self == Self::Hub
+    }
+}
+
+/// The secret signing went on with during a rotation's grace period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// The old `whsec_` secret.
+    pub secret: Secret,
+    /// Until when it signs too.
+    pub until: DateTime<Utc>,
+}
+
+/// A webhook's delivery controls as stored (see SPEC "Delivery controls").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Controls {
+    /// Held: nothing is sent, nothing is given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+    /// Extra request headers (values are secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Secret>,
+    /// At most this many sends per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_s: Option<u32>,
+    /// The signature scheme.
+    #[serde(default, skip_serializing_if = "Signature::is_hub")]
+    pub signature: Signature,
+    /// The Standard Webhooks secret (`whsec_…`), made when first needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<Secret>,
+    /// The secret before the last rotation, while it still signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+    /// One delivery per ordering key at a time, in acceptance order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
+    /// The first failure since the last success (for auto-pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// A webhook as the API shows it.
@@ -115,6 +232,30 @@ pub struct Webhook {
     /// Only in single-webhook answers, never in lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_token: Option<String>,
+    /// Deliveries are held: nothing is sent, nothing is given up.
+    pub paused: bool,
+    /// Why it is paused (`null` when it is not).
+    pub paused_reason: Option<PauseReason>,
+    /// Since when it is paused.
+    pub paused_at: Option<DateTime<Utc>>,
+    /// Deliveries waiting for it (queued, retrying or held).
+    pub pending: u64,
+    /// Extra request headers; values are `"••••"` in lists.
+    pub headers: BTreeMap<String, String>,
+    /// At most this many sends per second (`null`: no limit).
+    pub rate_limit_per_s: Option<u32>,
+    /// How deliveries are signed.
+    pub signature: Signature,
+    /// The Standard Webhooks secret: only in single-webhook answers, with
+    /// `signature: "standard"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+    /// While a rotated secret still signs too: until when.
+    pub rotation_ends_at: Option<DateTime<Utc>>,
+    /// Deliveries of one ordering key go one at a time, in order.
+    pub ordered: bool,
+    /// Failing since (the first failure after the last success).
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// An accepted event as stored.

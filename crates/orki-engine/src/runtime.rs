@@ -15,14 +15,14 @@ use crate::config::Config;
 use crate::engine::{EngineEvent, EngineHandle};
 use crate::error::{Error, Result};
 use crate::ids::WebhookId;
-use crate::model::WebhookRecord;
+use crate::model::{Pause, WebhookRecord};
 use crate::network::NetworkState;
 use crate::outbound::Outbound;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
-use crate::store::Store;
 use crate::store::commit::GroupCommit;
 use crate::store::threads::StoreThreads;
+use crate::store::{HealthRules, Store};
 use crate::{delivery, retention};
 
 /// The running engine. Cancel its token to stop it, then [`Engine::wait`].
@@ -138,8 +138,12 @@ impl delivery::Services for EngineHandle {
         EngineHandle::retry_policy(self)
     }
 
-    fn warning_threshold(&self) -> u32 {
-        self.threshold()
+    fn health_rules(&self) -> HealthRules {
+        EngineHandle::health_rules(self)
+    }
+
+    fn paused(&self, id: WebhookId, pause: Pause) {
+        self.inner.paused_by_attempt(id, pause)
     }
 
     fn publish(&self, event: EngineEvent) {

@@ -27,6 +27,11 @@ pub struct Settings {
     pub retry_schedule_ms: Vec<u64>,
     /// Consecutive failures at which a webhook shows a warning.
     pub warning_threshold: u32,
+    /// Hours of nothing but failed attempts after which a webhook is paused
+    /// (`None`: never).
+    // The default is stored as nothing: files written before read the same.
+    #[serde(skip_serializing_if = "is_default_auto_pause")]
+    pub auto_pause_after_hours: Option<u32>,
     /// Attempts and events older than this are pruned.
     pub retention_days: u32,
     /// When the database file grows past this, the oldest attempts are pruned first.
@@ -45,6 +50,7 @@ impl Default for Settings {
                 .map(|d| d.as_millis() as u64)
                 .collect(),
             warning_threshold: 5,
+            auto_pause_after_hours: DEFAULT_AUTO_PAUSE_HOURS,
             retention_days: 30,
             max_database_mb: None,
             allow_http_localhost: false,
@@ -108,6 +114,14 @@ impl Settings {
                         .ok_or_else(|| bad("a whole number from 1 to 1000"))?
                         as u32;
                 }
+                "auto_pause_after_hours" => {
+                    next.auto_pause_after_hours = match value {
+                        Value::Null => None,
+                        v => Some(whole(v).filter(|n| (1..=8760).contains(n)).ok_or_else(|| {
+                            bad("null (never), or a whole number of hours from 1 to 8760")
+                        })? as u32),
+                    };
+                }
                 "retention_days" => {
                     next.retention_days = whole(value)
                         .filter(|n| (1..=3650).contains(n))
@@ -139,7 +153,7 @@ impl Settings {
                     return Err(Error::invalid(
                         "invalid_setting",
                         format!(
-                            "unknown setting {name:?}; settings are listen_port, retry_schedule, warning_threshold, retention_days, max_database_mb, allow_http_localhost, regenerate_ingest_key"
+                            "unknown setting {name:?}; settings are listen_port, retry_schedule, warning_threshold, auto_pause_after_hours, retention_days, max_database_mb, allow_http_localhost, regenerate_ingest_key"
                         ),
                     ));
                 }
@@ -152,6 +166,13 @@ impl Settings {
 
 /// A whole number, also when written `20.0` (JSON, and its schemas, make no
 /// difference between the two); `None` for anything else.
+/// Auto-pause after 24 hours of failures.
+const DEFAULT_AUTO_PAUSE_HOURS: Option<u32> = Some(24);
+
+fn is_default_auto_pause(hours: &Option<u32>) -> bool {
+    *hours == DEFAULT_AUTO_PAUSE_HOURS
+}
+
 fn whole(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| {
         let f = value.as_f64()?;

@@ -12,7 +12,7 @@ mod webhooks;
 pub use ingest::{REPLAY_PACE_MS, ReplayResult};
 pub use log::AttemptPage;
 pub use settings::SettingsView;
-pub use webhooks::{NewWebhook, WebhookPatch};
+pub use webhooks::{NewWebhook, RotateSecret, WebhookPatch};
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -97,12 +97,27 @@ impl Inner {
     }
 
     /// Keeps the cache of webhooks in step with a commit: `Some` saved, `None` deleted.
+    /// The queue follows its pause.
     fn cache_webhook(&self, id: WebhookId, record: Option<WebhookRecord>) {
         let mut cache = self.webhooks.writing();
         match record {
-            Some(r) => cache.insert(id, Arc::new(r)),
+            Some(r) => {
+                self.queue.set_paused(id, r.is_paused());
+                cache.insert(id, Arc::new(r))
+            }
             None => cache.remove(&id),
         };
+    }
+
+    /// An attempt's record paused the webhook (auto-pause): memory follows.
+    pub(crate) fn paused_by_attempt(&self, id: WebhookId, pause: crate::model::Pause) {
+        let mut cache = self.webhooks.writing();
+        if let Some(w) = cache.get(&id) {
+            let mut w = (**w).clone();
+            w.controls.paused = Some(pause);
+            self.queue.set_paused(id, true);
+            cache.insert(id, Arc::new(w));
+        }
     }
 }
 
@@ -132,6 +147,7 @@ impl Inner {
         }
         let (settings, effective, config) = (&stored.settings, self.settings_now(), &self.config);
         if settings.retention_days != effective.retention_days
+            || settings.auto_pause_after_hours != effective.auto_pause_after_hours
             || settings.max_database_mb != effective.max_database_mb
             || settings.allow_http_localhost != effective.allow_http_localhost
             || (config.warning_threshold.is_none()
@@ -198,6 +214,9 @@ impl EngineHandle {
             config.max_in_flight_per_webhook,
             config.queue_memory_limit,
         ));
+        for w in webhooks.iter().filter(|w| w.is_paused()) {
+            queue.set_paused(w.id, true);
+        }
         let (events, _) = broadcast::channel(1024);
         let writes = GroupCommit::start(store)?;
         let handle = EngineHandle {
@@ -304,6 +323,15 @@ impl EngineHandle {
     pub(crate) fn threshold(&self) -> u32 {
         // Read in place: this runs for every attempt.
         self.inner.settings.reading().warning_threshold
+    }
+
+    /// What an attempt's record judges its webhook by.
+    pub(crate) fn health_rules(&self) -> crate::store::HealthRules {
+        let s = self.inner.settings.reading();
+        crate::store::HealthRules {
+            warning_threshold: s.warning_threshold,
+            auto_pause_after_hours: s.auto_pause_after_hours,
+        }
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {

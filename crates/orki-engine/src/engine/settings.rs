@@ -21,6 +21,8 @@ pub struct SettingsView {
     pub retry_schedule: Vec<String>,
     /// Consecutive failures at which a webhook shows a warning.
     pub warning_threshold: u32,
+    /// Hours of nothing but failures after which a webhook is paused (`null`: never).
+    pub auto_pause_after_hours: Option<u32>,
     /// Days attempts and events are kept.
     pub retention_days: u32,
     /// Size cap of the database file, if any.
@@ -54,6 +56,7 @@ impl EngineHandle {
                 .map(|ms| format_duration(*ms))
                 .collect(),
             warning_threshold: effective.warning_threshold,
+            auto_pause_after_hours: effective.auto_pause_after_hours,
             retention_days: effective.retention_days,
             max_database_mb: effective.max_database_mb,
             allow_http_localhost: effective.allow_http_localhost

@@ -1,7 +1,7 @@
 //! The registry: registering (with the handshake), changing, listing and
 //! deleting webhooks, test events, and the checks of what the admin enters.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use url::Url;
@@ -12,8 +12,10 @@ use crate::handshake;
 use crate::ids::{DeliveryId, EventId, WebhookId};
 use crate::model::redacted;
 use crate::model::{
-    AttemptDetail, DeliveryRecord, DeliveryState, EventRecord, RequestView, Webhook, WebhookRecord,
+    AttemptDetail, Controls, DeliveryRecord, DeliveryState, EventRecord, Pause, PauseReason,
+    PreviousSecret, RequestView, Signature, Webhook, WebhookRecord,
 };
+use crate::signing::generate_whsec;
 use crate::{Error, Result, Secret};
 
 /// A new webhook as the admin enters it.
@@ -37,6 +39,19 @@ pub struct NewWebhook {
     /// Starts enabled unless `false`.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Starts paused (deliveries held) when `true`.
+    #[serde(default)]
+    pub paused: Option<bool>,
+    /// Extra request headers (at most 20; see SPEC for the names refused).
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// At most this many sends per second (1–10,000).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub rate_limit_per_s: Option<u64>,
+    /// `hub` (default) or `standard` (Standard Webhooks; a `whsec_` secret is made).
+    #[serde(default)]
+    pub signature: Option<Signature>,
 }
 
 /// Changes to a webhook; absent fields stay as they are.
@@ -58,6 +73,35 @@ pub struct WebhookPatch {
     pub events: Option<Vec<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// Pause (deliveries held, nothing lost) or resume (held ones go out, oldest first).
+    pub paused: Option<bool>,
+    /// Replaces the extra request headers (`{}` removes them all).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// A new rate limit (1–10,000 per second), or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, nullable, minimum = 1, maximum = 10000)]
+    pub rate_limit_per_s: Option<Option<u64>>,
+    /// `hub` or `standard` (a `whsec_` secret is made the first time).
+    pub signature: Option<Signature>,
+}
+
+/// `POST /v1/webhooks/{id}/rotate-secret`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// Hours the old secret keeps signing too (0–720, default 24).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 720)]
+    pub grace_hours: Option<u64>,
+}
+
+/// A field that may be sent as `null`: `Some(None)`; absent: `None` (by `default`).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 impl EngineHandle {
@@ -66,13 +110,24 @@ impl EngineHandle {
         let url = self.validate_url(&new.url)?;
         let token = validate_token(&new.verify_token)?;
         let events = validate_events(new.events)?;
+        let headers = new.headers.map(validate_headers).transpose()?;
+        let rate = new.rate_limit_per_s.map(validate_rate).transpose()?;
         self.handshake(&url, &token).await?;
-        let record = WebhookRecord::new(
+        let mut record = WebhookRecord::new(
             url.to_string(),
             Secret::new(token),
             events,
             new.enabled.unwrap_or(true),
         );
+        let c = &mut record.controls;
+        c.headers = headers.unwrap_or_default();
+        c.rate_limit_per_s = rate;
+        if new.paused == Some(true) {
+            c.paused = Some(admin_pause());
+        }
+        if let Some(signature) = new.signature {
+            set_signature(c, signature);
+        }
         let inner = self.inner.clone();
         self.storage()
             .insert_webhook(record.clone(), move |saved| {
@@ -80,7 +135,7 @@ impl EngineHandle {
             })
             .await?;
         tracing::info!(webhook = %record.id, url = %redacted(&url), "webhook registered");
-        Ok(record.view(self.threshold(), true))
+        Ok(record.view(self.threshold(), true, 0))
     }
 
     /// Changes a webhook; a new URL or token is verified first.
@@ -101,6 +156,12 @@ impl EngineHandle {
             .map(validate_token)
             .transpose()?;
         let events = patch.events.map(validate_events).transpose()?;
+        let headers = patch.headers.map(validate_headers).transpose()?;
+        let rate = patch
+            .rate_limit_per_s
+            .map(|r| r.map(validate_rate).transpose())
+            .transpose()?;
+        let (paused, signature) = (patch.paused, patch.signature);
         let url_changed = url.as_ref().is_some_and(|u| u.as_str() != current.url);
         let token_changed = token
             .as_ref()
@@ -144,6 +205,25 @@ impl EngineHandle {
                         w.enabled = e;
                         changed = true;
                     }
+                    let c = &mut w.controls;
+                    if let Some(p) = paused.filter(|p| *p != c.paused.is_some()) {
+                        // A resumed webhook gets a full window before auto-pause.
+                        c.failing_since = None;
+                        c.paused = p.then(admin_pause);
+                        changed = true;
+                    }
+                    if let Some(h) = headers.filter(|h| *h != c.headers) {
+                        c.headers = h;
+                        changed = true;
+                    }
+                    if let Some(r) = rate.filter(|r| *r != c.rate_limit_per_s) {
+                        c.rate_limit_per_s = r;
+                        changed = true;
+                    }
+                    if let Some(sig) = signature.filter(|s| *s != c.signature) {
+                        set_signature(c, sig);
+                        changed = true;
+                    }
                     if changed {
                         w.updated_at = Utc::now();
                     }
@@ -157,8 +237,57 @@ impl EngineHandle {
                 },
             )
             .await?;
+        if let Some(p) = paused {
+            tracing::info!(webhook = %id, paused = p, "webhook {}", if p { "paused" } else { "resumed" });
+        }
         tracing::info!(webhook = %id, "webhook updated");
-        Ok(updated.view(self.threshold(), true))
+        self.view_one(&updated).await
+    }
+
+    /// A new Standard Webhooks secret; the old one keeps signing too for
+    /// `grace_hours` (`409` for a webhook with `hub` signatures).
+    pub async fn rotate_secret(&self, id: WebhookId, request: RotateSecret) -> Result<Webhook> {
+        let hours = request.grace_hours.unwrap_or(24);
+        if hours > 720 {
+            return Err(Error::invalid(
+                "invalid_grace_hours",
+                "grace_hours must be a whole number of hours from 0 to 720",
+            ));
+        }
+        let inner = self.inner.clone();
+        let updated = self
+            .storage()
+            .update_webhook(
+                id,
+                move |w| {
+                    let c = &mut w.controls;
+                    if c.signature != Signature::Standard {
+                        return Err(Error::Conflict {
+                            code: "not_standard_signature",
+                            message: "this webhook signs with X-Hub-Signature-256: change its verify token to rotate, or switch it to Standard Webhooks signatures first".into(),
+                        });
+                    }
+                    let now = Utc::now();
+                    let old = c.signing_secret.replace(generate_whsec());
+                    c.previous_secret = old.filter(|_| hours > 0).map(|secret| PreviousSecret {
+                        secret,
+                        until: now + chrono::Duration::hours(hours as i64),
+                    });
+                    w.updated_at = now;
+                    Ok(())
+                },
+                move |updated| inner.cache_webhook(id, Some(updated.clone())),
+            )
+            .await?;
+        tracing::info!(webhook = %id, grace_hours = hours, "signing secret rotated");
+        self.view_one(&updated).await
+    }
+
+    /// The single-webhook answer: secrets revealed, with its pending count.
+    async fn view_one(&self, record: &WebhookRecord) -> Result<Webhook> {
+        let pending = self.storage().pending_by_webhook(Some(record.id)).await?;
+        let count = pending.get(&record.id).copied().unwrap_or(0);
+        Ok(record.view(self.threshold(), true, count))
     }
 
     /// One webhook, with its verify token.
@@ -168,14 +297,18 @@ impl EngineHandle {
             .get_webhook(id)
             .await?
             .ok_or_else(|| Error::not_found("webhook", id))?;
-        Ok(record.view(self.threshold(), true))
+        self.view_one(&record).await
     }
 
-    /// All webhooks, oldest first, without tokens.
+    /// All webhooks, oldest first, without secrets.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
         let threshold = self.threshold();
         let records = self.storage().list_webhooks().await?;
-        Ok(records.iter().map(|r| r.view(threshold, false)).collect())
+        let pending = self.storage().pending_by_webhook(None).await?;
+        Ok(records
+            .iter()
+            .map(|r| r.view(threshold, false, pending.get(&r.id).copied().unwrap_or(0)))
+            .collect())
     }
 
     /// Deletes a webhook and cancels its pending deliveries.
@@ -324,6 +457,103 @@ pub(crate) fn validate_url(text: &str, allow_http_localhost: bool) -> Result<Url
 }
 
 use crate::network::is_loopback;
+
+/// A pause by the admin, now.
+fn admin_pause() -> Pause {
+    Pause {
+        reason: PauseReason::Admin,
+        at: Utc::now(),
+    }
+}
+
+/// Switches the signature scheme; Standard Webhooks gets a secret the first time.
+fn set_signature(c: &mut Controls, signature: Signature) {
+    c.signature = signature;
+    if signature == Signature::Standard && c.signing_secret.is_none() {
+        c.signing_secret = Some(generate_whsec());
+    }
+}
+
+/// Header names the engine sets itself, or that would break the request.
+fn reserved_header(lower: &str) -> bool {
+    matches!(
+        lower,
+        "host"
+            | "content-type"
+            | "content-length"
+            | "user-agent"
+            | "x-hub-signature-256"
+            | "accept"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    ) || lower.starts_with("x-orki-")
+        || lower.starts_with("webhook-")
+        || lower.starts_with("proxy-")
+}
+
+/// Checks the admin's extra headers: at most 20, valid names (none the
+/// engine sets, none twice in any case), values without CR/LF, at most 1 KiB.
+pub(crate) fn validate_headers(
+    headers: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Secret>> {
+    let bad = |message: String| Error::invalid("invalid_header", message);
+    if headers.len() > 20 {
+        return Err(bad(format!(
+            "at most 20 custom headers, not {}",
+            headers.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut out = BTreeMap::new();
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(bad(format!(
+                "{name:?} is not a valid header name (letters, digits and - only, no spaces)"
+            )));
+        }
+        let lower = name.to_ascii_lowercase();
+        if reserved_header(&lower) {
+            return Err(bad(format!(
+                "the header {name} is set by Orki Webhooks itself and cannot be overridden"
+            )));
+        }
+        if !seen.insert(lower) {
+            return Err(bad(format!("the header {name} is given twice")));
+        }
+        if value.contains(['\r', '\n']) {
+            return Err(bad(format!(
+                "the value of {name} must not contain a line break"
+            )));
+        }
+        if value.len() > 1024 {
+            return Err(bad(format!("the value of {name} is longer than 1 KiB")));
+        }
+        if reqwest::header::HeaderValue::from_bytes(value.as_bytes()).is_err() {
+            return Err(bad(format!(
+                "the value of {name} contains a control character"
+            )));
+        }
+        out.insert(name, Secret::new(value));
+    }
+    Ok(out)
+}
+
+/// A rate limit: 1–10,000 sends per second.
+fn validate_rate(rate: u64) -> Result<u32> {
+    u32::try_from(rate)
+        .ok()
+        .filter(|r| (1..=10_000).contains(r))
+        .ok_or_else(|| {
+            Error::invalid(
+                "invalid_rate_limit",
+                "rate_limit_per_s must be a whole number from 1 to 10000 (sends per second), or null for no limit",
+            )
+        })
+}
 
 fn validate_token(token: &str) -> Result<String> {
     if token.is_empty() {

@@ -15,7 +15,7 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::engine::{EngineEvent, EngineHandle, NewWebhook, WebhookPatch};
+use crate::engine::{EngineEvent, EngineHandle, NewWebhook, RotateSecret, WebhookPatch};
 use crate::ids::{AttemptId, DeliveryId};
 use crate::query::{AttemptQuery, ReplayRequest};
 
@@ -76,6 +76,23 @@ pub(super) async fn patch_webhook(
     Ok(Json(engine.update_webhook(id, patch).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = crate::engine::RotateSecret,
+    responses((status = 200, description = "A new `signing_secret`; the old one signs too until `rotation_ends_at`", body = crate::model::Webhook),
+        (status = 400, description = "Invalid grace period", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`not_standard_signature`: the webhook signs with X-Hub-Signature-256", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
+pub(super) async fn rotate_secret(
+    State(engine): State<EngineHandle>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let id = webhook_id(&id)?;
+    let request: RotateSecret = parse_body(body)?;
+    Ok(Json(engine.rotate_secret(id, request).await?).into_response())
+}
+
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
     responses((status = 204, description = "Deleted; its pending deliveries cancelled"),
@@ -117,7 +134,7 @@ pub(super) async fn test_webhook(
     params(("id" = String, Path, description = "Delivery id")),
     responses((status = 202, description = "Queued for an attempt now", body = crate::model::DeliveryRecord),
         (status = 404, description = "No such delivery", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Its webhook is deleted or disabled", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
+        (status = 409, description = "Its webhook is deleted, disabled or paused", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
 pub(super) async fn redeliver(
     State(engine): State<EngineHandle>,
     Path(id): Path<String>,

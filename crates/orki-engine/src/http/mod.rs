@@ -13,7 +13,7 @@ pub use ingest::parse_ingest_body;
 use admin::{
     create_webhook, delete_webhook, get_attempt, get_settings, get_webhook, list_attempts,
     list_event_types, list_webhooks, patch_settings, patch_webhook, redeliver, replay_webhook,
-    stream, test_webhook,
+    rotate_secret, stream, test_webhook,
 };
 use ingest::ingest;
 
@@ -87,6 +87,7 @@ pub(crate) fn router(engine: EngineHandle) -> Router {
         )
         .route("/v1/webhooks/{id}/test", post(test_webhook))
         .route("/v1/webhooks/{id}/replay", post(replay_webhook))
+        .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/deliveries/{id}/redeliver", post(redeliver))
         .route("/v1/settings", get(get_settings).patch(patch_settings))
         .route("/v1/stream", get(stream))

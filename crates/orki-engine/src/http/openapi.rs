@@ -110,6 +110,9 @@ pub(crate) struct SettingsPatch {
     /// 1–1000.
     #[schema(required = false, minimum = 1, maximum = 1000)]
     pub warning_threshold: u32,
+    /// 1–8760 hours, or null: never pause a failing webhook by itself.
+    #[schema(minimum = 1, maximum = 8760)]
+    pub auto_pause_after_hours: Option<u32>,
     /// 1–3650.
     #[schema(required = false, minimum = 1, maximum = 3650)]
     pub retention_days: u32,
@@ -153,6 +156,7 @@ impl Modify for Security {
         crate::http::admin::get_webhook,
         crate::http::admin::patch_webhook,
         crate::http::admin::delete_webhook,
+        crate::http::admin::rotate_secret,
         crate::http::admin::test_webhook,
         crate::http::admin::replay_webhook,
         crate::http::admin::redeliver,
@@ -166,7 +170,8 @@ impl Modify for Security {
         ErrorBody, ErrorDetail, HealthBody, WebhookList, IngestRequest, crate::http::TestRequest,
         EventTypeName, Outcome, RetrySchedule,
         crate::query::ReplayRequest, crate::engine::ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
-        DeliveryRecord, EventType, NewWebhook, WebhookPatch, SettingsView, Webhook
+        DeliveryRecord, EventType, NewWebhook, WebhookPatch, SettingsView, Webhook,
+        crate::engine::RotateSecret, crate::model::PauseReason, crate::model::Signature
     )),
     modifiers(&Security)
 )]

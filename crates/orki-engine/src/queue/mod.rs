@@ -61,6 +61,8 @@ pub(crate) struct ReloadPlan {
     pub limit: usize,
     /// Deliveries whose event and attempt number the queue holds.
     pub known: HashSet<DeliveryId>,
+    /// Webhooks whose entries are passed over (paused).
+    pub skip: HashSet<WebhookId>,
 }
 
 /// What the attempt of a delivery known pending at its due time sends.
@@ -126,6 +128,9 @@ struct State {
     touched: HashSet<DeliveryId>,
     /// A webhook's entries were dropped since the last reload began.
     touched_all: bool,
+    /// Paused webhooks: their entries stay in the table only (not copied,
+    /// not read by a reload) until they are resumed.
+    paused: HashSet<WebhookId>,
 }
 
 impl State {
@@ -248,6 +253,10 @@ impl Queue {
     /// Returns whether the scheduler should look again: the job may be taken,
     /// or the queue has just spilled (so it must plan a reload).
     fn insert(&self, s: &mut State, mut job: QueuedJob) -> bool {
+        if s.paused.contains(&job.webhook_id) {
+            // Held in the table; a resume reads it back.
+            return false;
+        }
         if s.spilled || s.queued >= self.limit {
             return s.spill();
         }
@@ -332,30 +341,40 @@ impl Queue {
     /// first over the lanes. Returns them and the next due time still queued.
     #[cfg(test)]
     pub(crate) fn take(&self, now_ms: u64) -> (Vec<QueuedJob>, Option<u64>) {
-        self.take_except(now_ms, &HashSet::new())
+        self.take_except(now_ms, &HashSet::new(), |_| true)
     }
 
     /// Like [`Queue::take`], leaving the lanes of `held` webhooks as they are
-    /// (their jobs stay due; the next due time is of the others).
+    /// (their jobs stay due; the next due time is of the others), and asking
+    /// `admit` before each job of a webhook (its rate limit): once it says no,
+    /// that webhook's lane is left for this call.
     pub(crate) fn take_except(
         &self,
         now_ms: u64,
         held: &HashSet<WebhookId>,
+        mut admit: impl FnMut(WebhookId) -> bool,
     ) -> (Vec<QueuedJob>, Option<u64>) {
         let mut guard = self.lock();
         let s = &mut *guard;
         let mut jobs = Vec::new();
+        let mut refused: HashSet<WebhookId> = HashSet::new();
         while s.busy < self.total {
-            let first = if held.is_empty() {
+            let first = if held.is_empty() && refused.is_empty() {
                 s.ready.first()
             } else {
-                s.ready.iter().find(|(_, w)| !held.contains(w))
+                s.ready
+                    .iter()
+                    .find(|(_, w)| !held.contains(w) && !refused.contains(w))
             };
             let Some(&(due, webhook)) = first else {
                 break;
             };
             if due > now_ms {
                 return (jobs, Some(due));
+            }
+            if !admit(webhook) {
+                refused.insert(webhook);
+                continue;
             }
             let popped = s.lanes.get_mut(&webhook).and_then(|l| l.jobs.pop_first());
             let Some(((due_ms, delivery_id), known)) = popped else {
@@ -449,7 +468,7 @@ impl Queue {
 
     /// Every delivery the queue holds (queued, or taken and not yet recorded),
     /// or `None` when it has spilled (the table then holds more than memory).
-    pub(crate) fn holds(&self) -> Option<HashSet<DeliveryId>> {
+    pub(crate) fn holds(&self) -> Option<(HashSet<DeliveryId>, HashSet<WebhookId>)> {
         let s = self.lock();
         if s.spilled {
             return None;
@@ -459,13 +478,35 @@ impl Queue {
             .values()
             .flat_map(|l| l.jobs.keys().map(|(_, id)| *id));
         let held = s.unrecorded.iter().chain(s.parked.keys()).copied();
-        Some(queued.chain(held).collect())
+        Some((queued.chain(held).collect(), s.paused.clone()))
+    }
+
+    /// Pauses or resumes a webhook in memory (its record says which). A
+    /// paused webhook's entries leave memory and new ones are not copied; a
+    /// resumed one's come back with the next reload, oldest first.
+    pub(crate) fn set_paused(&self, webhook: WebhookId, paused: bool) {
+        let woke = {
+            let mut s = self.lock();
+            if paused {
+                if s.paused.insert(webhook) {
+                    s.touched_all |= s.reloading;
+                    self.clear_lane(&mut s, webhook);
+                }
+                false
+            } else {
+                s.paused.remove(&webhook) && s.spill()
+            }
+        };
+        if woke {
+            self.wake.notify_one();
+        }
     }
 
     /// Drops the queued entries of a webhook (deleted or disabled; the table's
     /// entries were cancelled in the same commit).
     pub(crate) fn forget_webhook(&self, webhook: WebhookId) {
         let mut s = self.lock();
+        s.paused.remove(&webhook);
         s.touched_all |= s.reloading;
         self.clear_lane(&mut s, webhook);
     }
@@ -521,6 +562,7 @@ impl Queue {
         Some(ReloadPlan {
             limit: self.limit,
             known,
+            skip: s.paused.clone(),
         })
     }
 

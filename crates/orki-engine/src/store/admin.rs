@@ -148,15 +148,16 @@ impl StoreThreads {
     /// `held` says which deliveries the queue holds, if it holds them all.
     pub(crate) async fn compare_with_memory<T: Send + 'static>(
         &self,
-        held: impl FnOnce() -> Option<HashSet<DeliveryId>> + Send + 'static,
+        held: impl FnOnce() -> Option<(HashSet<DeliveryId>, HashSet<WebhookId>)> + Send + 'static,
         compare: impl FnOnce(StoredState) -> T + Send + 'static,
     ) -> Result<T> {
         self.admin(move |s| {
             let due = match held() {
-                Some(known) => {
+                Some((known, skip)) => {
                     let plan = ReloadPlan {
                         limit: usize::MAX,
                         known,
+                        skip,
                     };
                     let (due, _) = s.due_jobs(&plan)?;
                     Some((plan.known, due.iter().map(|j| j.delivery_id).collect()))

@@ -9,8 +9,8 @@ use super::{HotTables, Logged, Store, get_record};
 use crate::Result;
 use crate::ids::{AttemptId, WebhookId};
 use crate::model::{
-    Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord, RequestView,
-    WebhookRecord,
+    Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord, Pause,
+    PauseReason, RequestView, WebhookRecord,
 };
 use crate::store::codec::{decode, encode};
 use crate::store::tables::{ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, EVENTS};
@@ -24,6 +24,59 @@ pub struct Health {
     pub consecutive_failures: u32,
     /// At or above the warning threshold.
     pub warning: bool,
+    /// This attempt paused the webhook (auto-pause: failing too long, or `410 Gone`).
+    pub paused: Option<Pause>,
+}
+
+/// What an attempt's record judges its webhook's health by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HealthRules {
+    /// Consecutive failures that show a warning.
+    pub warning_threshold: u32,
+    /// Hours of nothing but failures that pause a webhook (`None`: never).
+    pub auto_pause_after_hours: Option<u32>,
+}
+
+impl From<u32> for HealthRules {
+    /// A warning threshold, and no auto-pause by time.
+    fn from(warning_threshold: u32) -> Self {
+        Self {
+            warning_threshold,
+            auto_pause_after_hours: None,
+        }
+    }
+}
+
+impl HealthRules {
+    /// Follows `a` in the webhook's failing streak (`failing_since`) and
+    /// returns the pause it brings: at once on `410 Gone`, or once every
+    /// attempt has failed for `auto_pause_after_hours`. A success ends the
+    /// streak; an already paused webhook is left as it is.
+    fn pauses(&self, w: &mut WebhookRecord, a: &Attempt) -> Option<Pause> {
+        if a.success {
+            w.controls.failing_since = None;
+            return None;
+        }
+        let since = *w.controls.failing_since.get_or_insert(a.timestamp);
+        if w.is_paused() {
+            return None;
+        }
+        let reason = if a.status_code == Some(410) {
+            PauseReason::Gone
+        } else if self.auto_pause_after_hours.is_some_and(|h| {
+            a.timestamp.signed_duration_since(since) >= chrono::Duration::hours(i64::from(h))
+        }) {
+            PauseReason::Failing
+        } else {
+            return None;
+        };
+        let pause = Pause {
+            reason,
+            at: a.timestamp,
+        };
+        w.controls.paused = Some(pause.clone());
+        Some(pause)
+    }
 }
 
 impl Store {
@@ -38,36 +91,12 @@ impl Store {
         record: &AttemptRecord,
         encoded: &[u8],
         next_due_ms: Option<u64>,
-        warning_threshold: u32,
+        rules: impl Into<HealthRules>,
     ) -> Result<Option<Health>> {
+        let rules = rules.into();
         let a = &record.attempt;
         insert_attempt_encoded(&mut t.attempts, &mut t.index, a, encoded)?;
-        {
-            let found: Option<DeliveryRecord> =
-                get_record(&*t.deliveries, a.delivery_id.0, "delivery")?;
-            // A delivery cancelled during its attempt (webhook disabled or deleted)
-            // stays cancelled; the attempt is still logged.
-            if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
-                if let Some(old) = delivery.due_ms.take() {
-                    t.due.remove((old, delivery.id.0))?;
-                }
-                delivery.attempts = delivery.attempts.max(a.attempt);
-                delivery.state = if a.success {
-                    DeliveryState::Succeeded
-                } else if let Some(next) = next_due_ms {
-                    t.due.insert((next, delivery.id.0), delivery.webhook_id.0)?;
-                    delivery.due_ms = Some(next);
-                    DeliveryState::Pending
-                } else {
-                    t.failed
-                        .insert((delivery.webhook_id.0, delivery.id.0), ())?;
-                    DeliveryState::Failed
-                };
-                t.deliveries
-                    .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
-            }
-        }
-        let health = {
+        let (health, paused) = {
             let found = match t.webhooks_read.entry(a.webhook_id.0) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(get_record::<WebhookRecord>(
@@ -84,6 +113,7 @@ impl Store {
                     } else {
                         before.saturating_add(1)
                     };
+                    let newly_paused = rules.pauses(w, a);
                     // Success after success changes only the last attempt, which
                     // reads from the log (see `with_last_attempt`): the record is
                     // rewritten when the count changes, and at least hourly so it
@@ -92,20 +122,50 @@ impl Store {
                     let stale = w.last_attempt_at.is_none_or(|t| {
                         a.timestamp.signed_duration_since(t) > chrono::Duration::hours(1)
                     });
-                    if changed || stale {
+                    if changed || stale || newly_paused.is_some() {
                         w.last_attempt_at = Some(a.timestamp);
                         w.last_status_code = a.status_code;
                         t.webhooks.insert(w.id.0, encode(&*w)?.as_slice())?;
                     }
-                    changed.then_some(Health {
+                    let health = (changed || newly_paused.is_some()).then(|| Health {
                         webhook_id: w.id,
                         consecutive_failures: w.consecutive_failures,
-                        warning: w.consecutive_failures >= warning_threshold,
-                    })
+                        warning: w.consecutive_failures >= rules.warning_threshold,
+                        paused: newly_paused,
+                    });
+                    (health, w.is_paused())
                 }
-                None => None,
+                None => (None, false),
             }
         };
+        let found: Option<DeliveryRecord> =
+            get_record(&*t.deliveries, a.delivery_id.0, "delivery")?;
+        // A delivery cancelled during its attempt (webhook disabled or deleted)
+        // stays cancelled; the attempt is still logged.
+        if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
+            if let Some(old) = delivery.due_ms.take() {
+                t.due.remove((old, delivery.id.0))?;
+            }
+            // Nothing is given up while its webhook is paused: it is held.
+            let next_due_ms = match next_due_ms {
+                None if paused => Some(crate::store::unix_ms(a.timestamp)),
+                next => next,
+            };
+            delivery.attempts = delivery.attempts.max(a.attempt);
+            delivery.state = if a.success {
+                DeliveryState::Succeeded
+            } else if let Some(next) = next_due_ms {
+                t.due.insert((next, delivery.id.0), delivery.webhook_id.0)?;
+                delivery.due_ms = Some(next);
+                DeliveryState::Pending
+            } else {
+                t.failed
+                    .insert((delivery.webhook_id.0, delivery.id.0), ())?;
+                DeliveryState::Failed
+            };
+            t.deliveries
+                .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+        }
         Ok(health)
     }
 

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::model::{Accepted, AttemptRecord};
 use crate::queue::QueuedJob;
-use crate::store::{Health, HotTables, NewEvent};
+use crate::store::{Health, HealthRules, HotTables, NewEvent};
 use crate::sync::Locked;
 use crate::{Error, Result, Store};
 
@@ -101,10 +101,11 @@ impl GroupCommit {
         record: Arc<AttemptRecord>,
         encoded: Vec<u8>,
         next_due_ms: Option<u64>,
-        warning_threshold: u32,
+        rules: impl Into<HealthRules>,
     ) -> Result<Option<Health>> {
+        let rules = rules.into();
         self.run(move |tables| {
-            Store::record_attempt_in(tables, &record, &encoded, next_due_ms, warning_threshold)
+            Store::record_attempt_in(tables, &record, &encoded, next_due_ms, rules)
         })
         .await
     }

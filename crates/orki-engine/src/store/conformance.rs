@@ -122,6 +122,7 @@ impl Fixture {
         let plan = ReloadPlan {
             limit: 10_000,
             known: HashSet::new(),
+            skip: HashSet::new(),
         };
         let (jobs, complete) = self.threads.due_jobs(plan).await.expect("due");
         assert!(complete);
@@ -169,6 +170,7 @@ async fn what_was_answered_is_there_after_a_crash_with_its_delivery_due() {
         let plan = ReloadPlan {
             limit: 10_000,
             known: HashSet::new(),
+            skip: HashSet::new(),
         };
         crashed.due_jobs(plan).await.expect("due").0
     };
@@ -286,6 +288,7 @@ async fn concurrent_claims_attempt_each_delivery_once() {
                 let plan = ReloadPlan {
                     limit: 10_000,
                     known: HashSet::new(),
+                    skip: HashSet::new(),
                 };
                 let (due, _) = f.threads.due_jobs(plan).await.expect("due");
                 if due.is_empty() {
@@ -351,6 +354,7 @@ async fn a_reload_lists_the_first_entries_once_and_reads_only_the_unknown() {
     let plan = |limit, known: &HashSet<DeliveryId>| ReloadPlan {
         limit,
         known: known.clone(),
+        skip: HashSet::new(),
     };
     let (all, complete) = f
         .threads

@@ -47,6 +47,9 @@ impl Store {
             }
             let (k, v) = entry?;
             let (due_ms, delivery) = k.value();
+            if plan.skip.contains(&WebhookId(v.value())) {
+                continue;
+            }
             let mut job = QueuedJob {
                 due_ms,
                 delivery_id: DeliveryId(delivery),
@@ -157,6 +160,15 @@ impl Store {
                         message: format!("webhook {} is disabled; enable it first", w.id),
                     });
                 }
+                Some(w) if w.is_paused() => {
+                    return Err(Error::Conflict {
+                        code: "webhook_paused",
+                        message: format!(
+                            "webhook {} is paused; resume it first (its held deliveries then go out too)",
+                            w.id
+                        ),
+                    });
+                }
                 Some(_) => {}
             }
             let old_due_ms = delivery.due_ms;
@@ -216,6 +228,25 @@ impl Store {
             txn.commit()?;
         }
         Ok(chosen)
+    }
+
+    /// Deliveries waiting (queued, retrying or held), per webhook; of `only`
+    /// when given. One scan of the due queue.
+    pub(crate) fn pending_by_webhook(
+        &self,
+        only: Option<WebhookId>,
+    ) -> Result<HashMap<WebhookId, u64>> {
+        let txn = self.read()?;
+        let due = txn.open_table(DUE)?;
+        let mut out: HashMap<WebhookId, u64> = HashMap::new();
+        for entry in due.iter()? {
+            let (_, v) = entry?;
+            let w = WebhookId(v.value());
+            if only.is_none_or(|o| o == w) {
+                *out.entry(w).or_default() += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Counts of the queue and the log, for health and tests.

@@ -68,6 +68,14 @@ impl StoreThreads {
             .await
     }
 
+    /// Deliveries waiting, per webhook (of `only` when given).
+    pub(crate) async fn pending_by_webhook(
+        &self,
+        only: Option<WebhookId>,
+    ) -> Result<std::collections::HashMap<WebhookId, u64>> {
+        self.run(move |s| s.pending_by_webhook(only)).await
+    }
+
     /// Deliveries waiting for an attempt.
     pub(crate) async fn pending_count(&self) -> Result<u64> {
         self.run(|s| s.pending_count()).await

@@ -143,6 +143,7 @@ fn webhook(n: u16, health: Option<(u32, u16, Option<u16>)>) -> WebhookRecord {
         consecutive_failures: health.map_or(0, |h| h.0),
         last_attempt_at: health.map(|h| attempt(h.1).attempt.timestamp),
         last_status_code: health.and_then(|h| h.2),
+        controls: Default::default(),
         parsed_url: std::sync::OnceLock::new(),
     }
 }
@@ -417,6 +418,8 @@ fn settings() -> Settings {
         listen_port: 18_787,
         retry_schedule_ms: vec![5_000, 30_000, 120_000],
         warning_threshold: 3,
+        // Not in the golden file: read as the default.
+        auto_pause_after_hours: Some(24),
         retention_days: 90,
         max_database_mb: Some(512),
         allow_http_localhost: true,
@@ -997,6 +1000,7 @@ fn check_reads(store: &Store, want: &World) {
         .due_jobs(&ReloadPlan {
             limit: 100,
             known: HashSet::new(),
+            skip: HashSet::new(),
         })
         .expect("reload");
     assert!(complete);

@@ -33,6 +33,7 @@ pub mod wal;
 mod webhooks;
 
 pub(crate) use admin::StoredState;
+pub(crate) use attempts::HealthRules;
 pub use attempts::{AttemptFilter, Health};
 pub(crate) use deliveries::Job;
 pub(crate) use events::{NewEvent, envelope};

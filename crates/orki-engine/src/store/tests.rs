@@ -374,6 +374,7 @@ fn a_reload_reads_each_event_once_and_skips_what_the_queue_knows() {
     let plan = ReloadPlan {
         limit: 10,
         known: HashSet::from([all[2].id]),
+        skip: HashSet::new(),
     };
     let (jobs, complete) = store.due_jobs(&plan).expect("read");
     assert!(complete);
@@ -395,6 +396,7 @@ fn a_reload_reads_each_event_once_and_skips_what_the_queue_knows() {
         .due_jobs(&ReloadPlan {
             limit: 2,
             known: HashSet::new(),
+            skip: HashSet::new(),
         })
         .expect("read");
     assert_eq!(first.len(), 2);
@@ -404,4 +406,117 @@ fn a_reload_reads_each_event_once_and_skips_what_the_queue_knows() {
 /// The JSON form every record had before the compact one.
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("json")
+}
+
+/// Records `a` in its own transaction with `rules`; the health it returns.
+fn record_with(
+    store: &Store,
+    a: &AttemptRecord,
+    next_due_ms: Option<u64>,
+    rules: HealthRules,
+) -> Option<super::Health> {
+    let txn = store.write().expect("write");
+    let health = {
+        let mut t = HotTables::open(&txn, false).expect("tables");
+        let encoded = encode(a).expect("encode");
+        Store::record_attempt_in(&mut t, a, &encoded, next_due_ms, rules).expect("record")
+    };
+    txn.commit().expect("commit");
+    health
+}
+
+/// Auto-pause on the attempts' own timeline: 24 hours of nothing but
+/// failures pause the webhook ("failing"), a success in between starts the
+/// count again, a `410 Gone` pauses at once ("gone"), and a delivery whose
+/// last retry fails while its webhook is paused is held, not given up.
+#[test]
+fn a_webhook_failing_for_the_auto_pause_window_or_gone_is_paused_and_keeps_its_deliveries() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&dir.path().join("orki.redb")).expect("open");
+    let hook = crm_webhook();
+    store.insert_webhook(&hook).expect("webhook");
+    let rules = HealthRules {
+        warning_threshold: 5,
+        auto_pause_after_hours: Some(24),
+    };
+    let hour = 3_600_000;
+    let t0 = 1_800_000_000_000;
+    let failed = |at: u64| attempt(hook.id, at, "message.created", false, 1);
+    assert_eq!(
+        record_with(&store, &failed(t0), None, rules).and_then(|h| h.paused),
+        None
+    );
+    assert_eq!(
+        record_with(&store, &failed(t0 + 23 * hour), None, rules).and_then(|h| h.paused),
+        None
+    );
+    // A success resets the window: failing again for 23 h does not pause.
+    let ok = attempt(hook.id, t0 + 23 * hour + 1, "message.created", true, 1);
+    record_with(&store, &ok, None, rules);
+    let w = store.get_webhook(hook.id).expect("get").expect("found");
+    assert_eq!(w.controls.failing_since, None);
+    record_with(&store, &failed(t0 + 24 * hour), None, rules);
+    assert!(
+        !store
+            .get_webhook(hook.id)
+            .expect("get")
+            .expect("found")
+            .is_paused()
+    );
+    record_with(&store, &failed(t0 + 46 * hour), None, rules);
+    assert!(
+        !store
+            .get_webhook(hook.id)
+            .expect("get")
+            .expect("found")
+            .is_paused(),
+        "22 h of failures"
+    );
+    // 24 h after the first failure since the success: paused.
+    let health = record_with(&store, &failed(t0 + 48 * hour), None, rules).expect("health");
+    let pause = health.paused.expect("paused");
+    assert_eq!(pause.reason, crate::model::PauseReason::Failing);
+    let w = store.get_webhook(hook.id).expect("get").expect("found");
+    assert_eq!(w.controls.paused, Some(pause));
+
+    // A delivery whose last retry fails now is held, not given up.
+    let new = NewEvent::new("message.created", "{}", None, Utc::now()).expect("event");
+    let jobs = {
+        let txn = store.write().expect("write");
+        let (_, jobs) = {
+            let mut t = HotTables::open(&txn, false).expect("tables");
+            Store::ingest_in(&mut t, new).expect("ingest")
+        };
+        txn.commit().expect("commit");
+        jobs
+    };
+    let mut last = failed(t0 + 49 * hour);
+    last.attempt.delivery_id = jobs[0].delivery_id;
+    record_with(&store, &last, None, rules);
+    let job = store
+        .load_job(jobs[0].delivery_id)
+        .expect("load")
+        .expect("found");
+    assert_eq!(job.delivery.state, DeliveryState::Pending, "held");
+    assert_eq!(job.delivery.due_ms, Some(t0 + 49 * hour));
+
+    // Never: no pause by time; 410 still pauses at once.
+    let other = crm_webhook();
+    store.insert_webhook(&other).expect("webhook");
+    let never = HealthRules {
+        warning_threshold: 5,
+        auto_pause_after_hours: None,
+    };
+    let fail = |at: u64| attempt(other.id, at, "message.created", false, 1);
+    record_with(&store, &fail(t0), None, never);
+    assert_eq!(
+        record_with(&store, &fail(t0 + 1000 * hour), None, never).and_then(|h| h.paused),
+        None
+    );
+    let mut gone = fail(t0 + 1001 * hour);
+    gone.attempt.status_code = Some(410);
+    let pause = record_with(&store, &gone, None, never)
+        .and_then(|h| h.paused)
+        .expect("gone pauses");
+    assert_eq!(pause.reason, crate::model::PauseReason::Gone);
 }
