@@ -20,3 +20,4 @@ mod process;
 mod registration;
 mod retries;
 mod service_unit;
+mod signatures;
