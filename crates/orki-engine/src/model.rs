@@ -32,7 +32,7 @@ pub struct WebhookRecord {
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// The HTTP status of the last (non-test) attempt, if one came back.
     pub last_status_code: Option<u16>,
-    /// The delivery controls (pause, headers, rate limit, signature, ordering);
+    /// The delivery controls (pause, headers, rate limit, signature);
     /// their defaults are stored as nothing, so older records read as they were.
     #[serde(default, flatten)]
     pub controls: Controls,
@@ -121,7 +121,6 @@ impl WebhookRecord {
                 .as_ref()
                 .map(|p| p.until)
                 .filter(|until| *until > now),
-            ordered: c.ordered,
             failing_since: c.failing_since,
         }
     }
@@ -198,9 +197,6 @@ pub struct Controls {
     /// The secret before the last rotation, while it still signs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<PreviousSecret>,
-    /// One delivery per ordering key at a time, in acceptance order.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ordered: bool,
     /// The first failure since the last success (for auto-pause).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<DateTime<Utc>>,
@@ -252,8 +248,6 @@ pub struct Webhook {
     pub signing_secret: Option<String>,
     /// While a rotated secret still signs too: until when.
     pub rotation_ends_at: Option<DateTime<Utc>>,
-    /// Deliveries of one ordering key go one at a time, in order.
-    pub ordered: bool,
     /// Failing since (the first failure after the last success).
     pub failing_since: Option<DateTime<Utc>>,
 }
