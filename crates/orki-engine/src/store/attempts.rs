@@ -127,7 +127,7 @@ impl Store {
                         w.last_status_code = a.status_code;
                         t.webhooks.insert(w.id.0, encode(&*w)?.as_slice())?;
                     }
-                    let health = (changed || newly_paused.is_some()).then(|| Health {
+                    let health = (changed || newly_paused.is_some()).then_some(Health {
                         webhook_id: w.id,
                         consecutive_failures: w.consecutive_failures,
                         warning: w.consecutive_failures >= rules.warning_threshold,
