@@ -288,7 +288,8 @@ impl Daemon {
     }
 }
 
-async fn register(http: &reqwest::Client, base: &str, url: &str) {
+/// Registers a webhook; its id.
+async fn register(http: &reqwest::Client, base: &str, url: &str) -> String {
     let r = http
         .post(format!("{base}/v1/webhooks"))
         .bearer_auth(ADMIN)
@@ -297,6 +298,61 @@ async fn register(http: &reqwest::Client, base: &str, url: &str) {
         .await
         .expect("register");
     assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.expect("JSON");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+/// Two webhooks, one limited to `limit`/s, under `offered` events/s: the
+/// unlimited one's deliveries/s and latency (it must keep full speed), and
+/// the rate the limited one's endpoint saw during the load (it must be the
+/// limit). The limited one's backlog is left queued.
+async fn rate_limited_beside(ca: &support::TestCa, limit: u64, offered: u64, secs: u64) -> String {
+    let (daemon, _) = Daemon::start(ca, None).await;
+    let http = reqwest::Client::new();
+    let (fast_url, fast) = start_sink(ca).await;
+    let (slow_url, slow) = start_sink(ca).await;
+    register(&http, &daemon.base, &fast_url).await;
+    let id = register(&http, &daemon.base, &slow_url).await;
+    let r = http
+        .patch(format!("{}/v1/webhooks/{id}", daemon.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "rate_limit_per_s": limit }))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(r.status(), 200);
+    let started = Instant::now();
+    let accepted = load(&daemon.base, 64, Duration::from_secs(secs), Some(offered)).await;
+    let load_secs = started.elapsed().as_secs_f64();
+    let limited_seen = slow.arrivals.lock().expect("lock").len();
+    let wait_until = Instant::now() + Duration::from_secs(60);
+    while fast.arrivals.lock().expect("lock").len() < accepted as usize
+        && Instant::now() < wait_until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivery_secs = started.elapsed().as_secs_f64();
+    let mut latencies: Vec<u64> = fast
+        .arrivals
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, l)| *l)
+        .collect();
+    assert_eq!(
+        latencies.len(),
+        accepted as usize,
+        "the unlimited webhook got everything"
+    );
+    latencies.sort_unstable();
+    daemon.stop().await;
+    format!(
+        "| {offered}/s offered, one webhook limited to {limit}/s beside an unlimited one | unlimited: {:.0} delivered/s, p50 {:.1} ms, p99 {:.1} ms | limited: {:.0}/s at its endpoint |",
+        accepted as f64 / delivery_secs,
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99),
+        limited_seen as f64 / load_secs,
+    )
 }
 
 /// A keep-alive HTTP/1.1 connection to the daemon that posts events: a plain
@@ -563,6 +619,12 @@ async fn main() {
 
     // The same load on a data dir that already holds a history of attempts:
     // startup time, database size, and whether throughput holds as it grows.
+    if "rate-limited".contains(only.as_str()) {
+        println!(
+            "\n| rate-limited | the unlimited webhook | the limited one |\n| --- | --- | --- |"
+        );
+        println!("{}", rate_limited_beside(&ca, 200, 1000, secs).await);
+    }
     let sizes: Vec<usize> = std::env::var("ORKI_BENCH_HISTORY")
         .unwrap_or_else(|_| "10000,100000,1000000".into())
         .split(',')

@@ -132,10 +132,16 @@ impl Inner {
             match cache.get(id) {
                 None => out.push(format!("webhook {id} is stored but not cached")),
                 Some(c) => {
+                    // `failing_since` moves in the store only (attempt records).
+                    let controls = |r: &WebhookRecord| crate::model::Controls {
+                        failing_since: None,
+                        ..r.controls.clone()
+                    };
                     if c.url != w.url
                         || c.enabled != w.enabled
                         || c.events != w.events
                         || !c.verify_token.matches(w.verify_token.expose())
+                        || controls(c) != controls(w)
                     {
                         out.push(format!("webhook {id} is cached unlike it is stored"));
                     }
