@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use orki_engine::EngineHandle;
 use orki_engine::Error;
 use orki_engine::ErrorBody;
-use orki_engine::engine::{AttemptPage, NewWebhook, ReplayResult, SettingsView, WebhookPatch};
+use orki_engine::engine::{
+    AttemptPage, NewWebhook, ReplayResult, RotateSecret, SettingsView, WebhookPatch,
+};
 use orki_engine::event_types::EventType;
 use orki_engine::ids::{AttemptId, DeliveryId, WebhookId};
 use orki_engine::model::{AttemptDetail, DeliveryRecord, Webhook};
@@ -55,6 +57,23 @@ pub(crate) async fn create_webhook(
     let made = shell.engine()?.create_webhook(body).await;
     tray::refresh(&app);
     made.map_err(|e| e.body())
+}
+
+#[tauri::command]
+pub(crate) async fn get_webhook(shell: State<'_, Shell>, id: String) -> Answer<Webhook> {
+    let engine = shell.engine()?;
+    engine.get_webhook(webhook_id(&id)?).await.map_err(|e| e.body())
+}
+
+#[tauri::command]
+pub(crate) async fn rotate_secret(
+    shell: State<'_, Shell>,
+    id: String,
+    body: RotateSecret,
+) -> Answer<Webhook> {
+    let engine = shell.engine()?;
+    let id = webhook_id(&id)?;
+    engine.rotate_secret(id, body).await.map_err(|e| e.body())
 }
 
 #[tauri::command]

@@ -287,3 +287,92 @@ test('a failed handshake names its step in Arabic too', async () => {
   await page.selectOption('#set-language', 'en');
   await page.waitForFunction(() => document.documentElement.dir === 'ltr');
 });
+
+test('delivery controls: headers, Standard Webhooks with rotation, pause that keeps, resume', async () => {
+  const ctl = await startReceiver(certs);
+  try {
+    const dialog = await addWebhook(ctl);
+    await dialog.waitFor({ state: 'detached' });
+    const cardOf = () => page.locator('.card', { hasText: ctl.url });
+    await cardOf().waitFor();
+    // Edit: a header and Standard Webhooks signatures.
+    await cardOf().getByRole('button', { name: 'Edit' }).click();
+    const form = page.locator('dialog[open]');
+    await form.locator('summary').click();
+    await form.locator('#wh-headers').fill('Authorization: Basic b3JraQ==\nBad line');
+    await form.locator('#wh-save').click();
+    await form.locator('#wh-headers-error').getByText('Line 2').waitFor();
+    await form.locator('#wh-headers').fill('Host: nope');
+    await form.locator('#wh-save').click();
+    await form.locator('#wh-headers-error').getByText(/Host/).waitFor();
+    await form.locator('#wh-headers').fill('Authorization: Basic b3JraQ==');
+    await form.locator('#wh-signature').selectOption('standard');
+    await form.locator('#wh-rate').fill('50');
+    await shot(page, 'controls-form-en');
+    await form.locator('#wh-save').click();
+    // The new secret is shown once, in full.
+    const secret = await page.locator('#new-secret').textContent();
+    assert.match(secret, /^whsec_/);
+    await page.keyboard.press('Enter');
+    await page.locator('#new-secret').waitFor({ state: 'detached' });
+
+    // Rotation from the edit form: masked until revealed, then the notice.
+    await cardOf().getByRole('button', { name: 'Edit' }).click();
+    const again = page.locator('dialog[open]');
+    assert.equal(await again.locator('#wh-secret').textContent(), '••••••••');
+    await again.locator('#wh-reveal').click();
+    assert.equal(await again.locator('#wh-secret').textContent(), secret);
+    await again.locator('#wh-rotate').click();
+    await page.locator('dialog[open] .actions .primary', { hasText: 'Rotate secret' }).click();
+    await again.locator('#wh-rotation').getByText('Both signatures are sent until', { exact: false }).waitFor();
+    assert.notEqual(await again.locator('#wh-secret').textContent(), secret);
+    await shot(page, 'controls-rotation-en');
+    await again.getByRole('button', { name: 'Cancel' }).click();
+
+    // Pause from the card, by keyboard; an event is held, and counted.
+    const pause = cardOf().getByRole('button', { name: `Pause ${new URL(ctl.url).host}` });
+    await pause.focus();
+    await page.keyboard.press('Enter');
+    await cardOf().locator('.badge.paused').waitFor();
+    const before = ctl.received.length;
+    await postEvent(daemon.base, 'message.created', { text: 'kept while paused' });
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    await cardOf().locator('.badge.paused', { hasText: '1 held' }).waitFor();
+    assert.equal(ctl.received.length, before, 'sent while paused');
+    await shot(page, 'controls-paused-en');
+
+    // Disabling would cancel it: the dialog says so and starts on "Pause instead".
+    await cardOf().getByRole('switch').click();
+    const ask = page.locator('dialog[open]');
+    await ask.getByText('Disabling cancels the 1 deliveries').waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'pause-instead');
+    await page.keyboard.press('Escape');
+    assert.equal(await cardOf().getByRole('switch').isChecked(), true);
+
+    // Arabic: the paused card.
+    await page.goto(`${daemon.base}/#/settings`);
+    await page.selectOption('#set-language', 'ar');
+    await page.goto(`${daemon.base}/#/webhooks`);
+    await cardOf().getByText('موقوف مؤقتًا بواسطتك', { exact: false }).waitFor();
+    await shot(page, 'controls-paused-ar');
+    await page.goto(`${daemon.base}/#/settings`);
+    await page.selectOption('#set-language', 'en');
+    await page.waitForFunction(() => document.documentElement.dir === 'ltr');
+
+    // Resume: the held delivery goes out, with the header.
+    await page.goto(`${daemon.base}/#/webhooks`);
+    await cardOf().getByRole('button', { name: `Resume ${new URL(ctl.url).host}` }).click();
+    const got = await ctl.waitFor(before + 1);
+    const last = got[got.length - 1];
+    assert.equal(last.headers.authorization, 'Basic b3JraQ==');
+    assert.ok(last.headers['webhook-signature'].startsWith('v1,'));
+    assert.match(last.body, /kept while paused/);
+    // The list shows the header's value masked.
+    const listed = await admin(daemon.base, 'GET', '/v1/webhooks');
+    const row = listed.body.items.find((w) => w.url === ctl.url);
+    assert.equal(row.headers.Authorization, '••••');
+  } finally {
+    await ctl.close();
+  }
+});

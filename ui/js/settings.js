@@ -44,6 +44,8 @@ export async function renderSettings(root, _rest, signal) {
   schedule.value = s.retry_schedule.join(', ');
   const threshold = h('input', { type: 'number', min: '1', max: '1000' });
   threshold.value = s.warning_threshold;
+  const autoPause = h('input', { type: 'number', min: '1', max: '8760' });
+  autoPause.value = s.auto_pause_after_hours ?? '';
   const retention = h('input', { type: 'number', min: '1', max: '3650' });
   retention.value = s.retention_days;
   // 2^53 - 1: the largest the server takes (exact in JavaScript).
@@ -60,6 +62,7 @@ export async function renderSettings(root, _rest, signal) {
   const form = h('form', { class: 'form', novalidate: true },
     field('set-schedule', t('settings.schedule'), schedule, t('settings.scheduleHint')),
     field('set-threshold', t('settings.threshold'), threshold),
+    field('set-autopause', t('settings.autoPause'), autoPause, t('settings.autoPauseHint')),
     field('set-retention', t('settings.retention'), retention),
     field('set-maxdb', t('settings.maxDb'), maxDb),
     field('set-port', t('settings.port'), port, s.restart_required ? t('settings.restart', { port: s.listen_port, current: s.listen_address.split(':').pop() }) : null),
@@ -72,6 +75,7 @@ export async function renderSettings(root, _rest, signal) {
     const patch = {
       retry_schedule: schedule.value.split(',').map((x) => x.trim()).filter(Boolean),
       warning_threshold: Number(threshold.value),
+      auto_pause_after_hours: autoPause.value === '' ? null : Number(autoPause.value),
       retention_days: Number(retention.value),
       max_database_mb: maxDb.value === '' ? null : Number(maxDb.value),
       listen_port: Number(port.value),

@@ -17,8 +17,19 @@ function held(w) {
   return !(host === 'localhost' || host === '[::1]' || /^127\./.test(host));
 }
 
+function host(w) {
+  try { return new URL(w.url).host; } catch { return w.url; }
+}
+
+function pausedText(w) {
+  if (w.paused_reason === 'gone') return t('webhooks.pausedGone');
+  if (w.paused_reason === 'failing') return t('webhooks.pausedFailing', { hours: state.autoPauseHours ?? 24 });
+  return t('webhooks.pausedAdmin');
+}
+
 function healthBadge(w) {
   if (!w.enabled) return h('span', { class: 'badge muted' }, t('webhooks.disabled'));
+  if (w.paused) return h('span', { class: 'badge warn paused' }, pausedText(w), ' · ', t('webhooks.heldCount', { n: w.pending }));
   if (held(w)) return h('span', { class: 'badge warn' }, t('webhooks.held'));
   if (w.warning) return h('span', { class: 'badge bad', role: 'img', 'aria-label': t('webhooks.warning', { n: w.consecutive_failures }) }, '⚠ ', t('webhooks.failing', { n: w.consecutive_failures }));
   if (w.consecutive_failures > 0) return h('span', { class: 'badge warn' }, t('webhooks.failing', { n: w.consecutive_failures }));
@@ -59,6 +70,10 @@ export async function renderWebhooks(root, _rest, signal) {
 async function draw(view) {
   const { root, signal } = view;
   const webhooks = await api.listWebhooks();
+  if (webhooks.some((w) => w.paused_reason === 'failing')) {
+    const s = await api.getSettings().catch(() => null);
+    if (s) state.autoPauseHours = s.auto_pause_after_hours;
+  }
   if (signal.aborted) return;
   const list = h('div', { class: 'cards', id: 'webhook-list' });
   for (const w of webhooks) list.append(card(view, w));
@@ -92,8 +107,15 @@ async function refresh(view) {
 function card(view, w) {
   const toggle = h('input', { type: 'checkbox', role: 'switch', checked: w.enabled, 'aria-label': t('webhooks.enabled') });
   toggle.addEventListener('change', async () => {
+    let patch = { enabled: toggle.checked };
+    if (!toggle.checked && w.pending > 0) {
+      const choice = await disableDialog(w);
+      if (choice === 'pause') patch = { paused: true };
+      else if (choice !== 'disable') { toggle.checked = true; return; }
+      if (choice === 'pause') toggle.checked = true;
+    }
     try {
-      await api.updateWebhook(w.id, { enabled: toggle.checked });
+      await api.updateWebhook(w.id, patch);
     } catch (e) {
       toggle.checked = !toggle.checked;
       toast(errorView(e), 'bad');
@@ -108,6 +130,7 @@ function card(view, w) {
       h('div', { class: 'health' }, healthBadge(w), h('span', { class: 'muted' }, lastLine(w)))),
     h('div', { class: 'card-actions' },
       h('label', { class: 'switch' }, toggle, h('span', {}, t('webhooks.enabled'))),
+      w.enabled ? pauseButton(view, w) : null,
       h('button', { type: 'button', class: 'secondary', onclick: () => testPanel(el, w) }, t('webhooks.test')),
       h('button', { type: 'button', class: 'ghost', onclick: () => editWebhook(view, w) }, t('common.edit')),
       h('button', { type: 'button', class: 'ghost danger-text', onclick: () => removeWebhook(view, w) }, t('common.delete'))));
@@ -115,6 +138,53 @@ function card(view, w) {
     el.prepend(h('div', { class: 'banner warn', role: 'alert' }, '⚠ ', t('webhooks.warning', { n: w.consecutive_failures })));
   }
   return el;
+}
+
+function pauseButton(view, w) {
+  const resume = w.paused;
+  return h('button', {
+    type: 'button', class: resume ? 'primary' : 'secondary', 'data-action': resume ? 'resume' : 'pause',
+    'aria-label': t(resume ? 'webhooks.resumeLabel' : 'webhooks.pauseLabel', { host: host(w) }),
+    onclick: async () => {
+      try {
+        await api.updateWebhook(w.id, { paused: !resume });
+      } catch (e) {
+        toast(errorView(e), 'bad');
+        return;
+      }
+      toast(t(resume ? 'webhooks.resumedToast' : 'webhooks.pausedToast'), 'ok');
+      redraw(view);
+    },
+  }, t(resume ? 'webhooks.resume' : 'webhooks.pause'));
+}
+
+/** Disabling cancels what is queued: 'disable', 'pause' or null (keep it). Focus starts on the safe choice. */
+function disableDialog(w) {
+  return modal(t('webhooks.disableTitle'), (close) => {
+    const pause = h('button', { type: 'button', class: 'primary', id: 'pause-instead', onclick: () => close('pause') }, t('webhooks.pauseInstead'));
+    setTimeout(() => pause.focus(), 0);
+    return h('div', { class: 'modal-body' },
+      h('p', {}, t('webhooks.disableText', { n: w.pending })),
+      h('p', { class: 'url', dir: 'ltr' }, w.url),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => close(null) }, t('common.cancel')),
+        h('button', { type: 'button', class: 'danger', id: 'disable-anyway', onclick: () => close('disable') }, t('webhooks.disableConfirm', { n: w.pending })),
+        pause));
+  });
+}
+
+/** `Name: value` lines → an object; a bad line throws its number. */
+function parseHeaders(text) {
+  const out = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i].trim();
+    if (!line) continue;
+    const at = line.indexOf(':');
+    if (at < 1) throw new Error(t('form.headersBad', { n: i + 1 }));
+    out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return out;
 }
 
 function testPanel(cardEl, w) {
@@ -177,8 +247,10 @@ function urlProblem(value, allowHttp) {
   return url.protocol === 'http:' ? t('form.urlHttps') : t('form.urlInvalid');
 }
 
-async function editWebhook(view, w) {
+async function editWebhook(view, listed) {
   const settings = await api.getSettings().catch(() => ({}));
+  // The single answer has the header values and the signing secret.
+  const w = listed ? await api.getWebhook(listed.id).catch(() => listed) : null;
   const saved = await modal(w ? t('form.editTitle') : t('form.addTitle'), (close) => {
     const url = h('input', { id: 'wh-url', type: 'url', required: true, dir: 'ltr', placeholder: 'https://crm.example.com/hooks/orki', autocomplete: 'off', 'aria-describedby': 'wh-url-hint wh-url-error' });
     url.value = w ? w.url : '';
@@ -198,6 +270,16 @@ async function editWebhook(view, w) {
       h('input', { type: 'checkbox', name: 'events', value: et.type, checked: w ? w.events.includes(et.type) : false }),
       h('span', {}, h('strong', { dir: 'ltr' }, et.type), h('small', { class: 'muted' }, et.description))));
     const eventsError = h('p', { class: 'field-error', role: 'alert' });
+    const rate = h('input', { id: 'wh-rate', type: 'number', min: '1', max: '10000', step: '1', dir: 'ltr', inputmode: 'numeric', 'aria-describedby': 'wh-rate-hint wh-rate-error' });
+    rate.value = w && w.rate_limit_per_s ? String(w.rate_limit_per_s) : '';
+    const rateError = h('p', { id: 'wh-rate-error', class: 'field-error', role: 'alert' });
+    const signature = h('select', { id: 'wh-signature' },
+      h('option', { value: 'hub', selected: !w || w.signature !== 'standard' }, t('form.sigHub')),
+      h('option', { value: 'standard', selected: Boolean(w && w.signature === 'standard') }, t('form.sigStandard')));
+    const headers = h('textarea', { id: 'wh-headers', rows: '3', dir: 'ltr', spellcheck: 'false', autocomplete: 'off', placeholder: 'Authorization: Basic …', 'aria-describedby': 'wh-headers-hint wh-headers-error' });
+    headers.value = w && w.headers ? Object.entries(w.headers).map(([k, v]) => `${k}: ${v}`).join('\n') : '';
+    const headersError = h('p', { id: 'wh-headers-error', class: 'field-error', role: 'alert' });
+    const secretBox = w && w.signature === 'standard' ? secretField(w) : null;
     const progress = h('div', { class: 'form-status', role: 'status', 'aria-live': 'polite' });
     const submit = h('button', { type: 'submit', class: 'primary', id: 'wh-save' }, t('form.save'));
     const form = h('form', { class: 'form modal-body', novalidate: true },
@@ -207,6 +289,13 @@ async function editWebhook(view, w) {
         h('div', { class: 'input-row' }, token, showToken, gen),
         h('p', { id: 'wh-token-hint', class: 'hint' }, t('form.tokenHint'))),
       h('fieldset', { class: 'field' }, h('legend', {}, t('form.events')), boxes, eventsError),
+      h('details', { class: 'field controls', open: Boolean(w && (w.rate_limit_per_s || w.signature === 'standard' || Object.keys(w.headers || {}).length)) },
+        h('summary', {}, t('form.controls')),
+        h('div', { class: 'field' }, h('label', { for: 'wh-signature' }, t('form.signature')), signature, secretBox),
+        h('div', { class: 'field' }, h('label', { for: 'wh-headers' }, t('form.headers')), headers,
+          h('p', { id: 'wh-headers-hint', class: 'hint' }, t('form.headersHint')), headersError),
+        h('div', { class: 'field' }, h('label', { for: 'wh-rate' }, t('form.rate')), rate,
+          h('p', { id: 'wh-rate-hint', class: 'hint' }, t('form.rateHint')), rateError)),
       progress,
       h('div', { class: 'actions' },
         h('button', { type: 'button', class: 'secondary', onclick: () => close(null) }, t('common.cancel')), submit));
@@ -219,17 +308,34 @@ async function editWebhook(view, w) {
       eventsError.textContent = events.length ? '' : t('form.eventsNone');
       if (problem) { url.focus(); return; }
       if (!events.length || (!w && !token.value)) { (events.length ? token : boxes[0].querySelector('input')).focus(); return; }
+      let headerMap;
+      try { headerMap = parseHeaders(headers.value); headersError.textContent = ''; } catch (e) { headersError.textContent = e.message; headers.focus(); return; }
+      rateError.textContent = '';
+      headersError.textContent = '';
       submit.disabled = true;
       progress.className = 'form-status busy';
       progress.replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), t('form.verifying'));
       try {
-        const body = { url: url.value.trim(), events };
+        const body = { url: url.value.trim(), events, signature: signature.value };
+        // Masked values (the list's, if the single answer failed) are never sent back.
+        if (!Object.values(headerMap).includes('••••')) body.headers = headerMap;
+        body.rate_limit_per_s = rate.value ? Number(rate.value) : (w ? null : undefined);
         if (token.value) body.verify_token = token.value;
         const result = w ? await api.updateWebhook(w.id, body) : await api.createWebhook(body);
         close(result);
       } catch (e) {
-        progress.className = 'form-status bad';
-        progress.replaceChildren(errorView(e));
+        // Mark the field the error is about, next to it.
+        const code = e && e.code;
+        const at = code === 'invalid_header' ? headersError : code === 'invalid_rate_limit' ? rateError : null;
+        if (at) {
+          at.textContent = e.message || '';
+          progress.className = 'form-status';
+          progress.replaceChildren();
+          (at === headersError ? headers : rate).focus();
+        } else {
+          progress.className = 'form-status bad';
+          progress.replaceChildren(errorView(e));
+        }
         submit.disabled = false;
       }
     });
@@ -238,6 +344,54 @@ async function editWebhook(view, w) {
   }, { wide: true });
   if (saved) {
     toast(t('webhooks.saved'), 'ok');
+    if (saved.signing_secret && !(w && w.signature === 'standard')) await showSecretOnce(saved);
     redraw(view);
   }
+}
+
+function copyButton(get) {
+  const b = h('button', { type: 'button', class: 'secondary' }, t('form.copy'));
+  b.addEventListener('click', async () => {
+    try { await navigator.clipboard.writeText(get()); b.textContent = t('form.copied'); } catch { /* no clipboard: the text is selectable */ }
+  });
+  return b;
+}
+
+/** A new whsec_ secret, shown in full once. */
+function showSecretOnce(webhook) {
+  return modal(t('form.secret'), (close) => {
+    const ok = h('button', { type: 'button', class: 'primary', onclick: () => close(true) }, t('common.close'));
+    setTimeout(() => ok.focus(), 0);
+    return h('div', { class: 'modal-body' },
+      h('p', {}, t('form.secretOnce')),
+      h('div', { class: 'input-row' }, h('code', { class: 'secret', dir: 'ltr', id: 'new-secret' }, webhook.signing_secret), copyButton(() => webhook.signing_secret)),
+      h('div', { class: 'actions' }, ok));
+  });
+}
+
+/** The signing secret of a Standard Webhooks webhook: masked, revealable, rotatable. */
+function secretField(w) {
+  let secret = w.signing_secret || '';
+  const value = h('code', { class: 'secret', dir: 'ltr', id: 'wh-secret' }, '••••••••');
+  const reveal = h('button', { type: 'button', class: 'ghost', id: 'wh-reveal' }, t('form.reveal'));
+  reveal.addEventListener('click', () => { value.textContent = secret; });
+  const when = (iso) => h('bdi', {}, new Date(iso).toLocaleString(document.documentElement.lang));
+  const notice = h('p', { class: 'hint', role: 'status', id: 'wh-rotation' },
+    w.rotation_ends_at ? t('form.rotating', { when: '' }) : '', w.rotation_ends_at ? when(w.rotation_ends_at) : '');
+  const rotate = h('button', { type: 'button', class: 'secondary', id: 'wh-rotate' }, t('form.rotate'));
+  rotate.addEventListener('click', async () => {
+    const yes = await confirmDialog(t('form.rotateTitle'), t('form.rotateText', { hours: 24 }), t('form.rotate'));
+    if (!yes) return;
+    try {
+      const rotated = await api.rotateSecret(w.id, { grace_hours: 24 });
+      secret = rotated.signing_secret;
+      value.textContent = secret;
+      notice.replaceChildren(t('form.rotated', { when: '' }), rotated.rotation_ends_at ? when(rotated.rotation_ends_at) : '');
+    } catch (e) {
+      toast(errorView(e), 'bad');
+    }
+  });
+  return h('div', { class: 'secret-box' },
+    h('span', { class: 'muted' }, t('form.secret'), ': '),
+    h('div', { class: 'input-row' }, value, reveal, copyButton(() => secret), rotate), notice);
 }
