@@ -62,7 +62,10 @@ pub(crate) async fn create_webhook(
 #[tauri::command]
 pub(crate) async fn get_webhook(shell: State<'_, Shell>, id: String) -> Answer<Webhook> {
     let engine = shell.engine()?;
-    engine.get_webhook(webhook_id(&id)?).await.map_err(|e| e.body())
+    engine
+        .get_webhook(webhook_id(&id)?)
+        .await
+        .map_err(|e| e.body())
 }
 
 #[tauri::command]
