@@ -356,6 +356,13 @@ test('delivery controls: headers, Standard Webhooks with rotation, pause that ke
     await page.goto(`${daemon.base}/#/webhooks`);
     await cardOf().getByText('موقوف مؤقتًا بواسطتك', { exact: false }).waitFor();
     await shot(page, 'controls-paused-ar');
+    await cardOf().getByRole('button', { name: 'تعديل' }).click();
+    const arForm = page.locator('dialog[open]');
+    // Open by itself: the webhook has delivery options set.
+    await arForm.locator('#wh-reveal').waitFor();
+    await arForm.locator('details.controls').scrollIntoViewIfNeeded();
+    await shot(page, 'controls-form-ar');
+    await page.keyboard.press('Escape');
     await page.goto(`${daemon.base}/#/settings`);
     await page.selectOption('#set-language', 'en');
     await page.waitForFunction(() => document.documentElement.dir === 'ltr');
