@@ -22,6 +22,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use orki_engine::ids::WebhookId;
+use orki_engine::model::PauseReason;
 use orki_engine::{
     Config, Engine, EngineEvent, EngineHandle, Error, Secret, Store, private_files, telemetry,
 };
@@ -253,6 +254,29 @@ async fn forward_events(app: AppHandle, engine: EngineHandle) {
         }
         if let EngineEvent::WebhookHealthChanged(h) = &event {
             tray::refresh(&app);
+            if let Some(pause) = &h.paused {
+                let url = engine
+                    .get_webhook(h.webhook_id)
+                    .await
+                    .map(|w| w.url)
+                    .unwrap_or_else(|_| h.webhook_id.to_string());
+                let why = match pause.reason {
+                    PauseReason::Gone => "its endpoint answered 410 Gone",
+                    _ => "every attempt failed for too long",
+                };
+                let body = format!(
+                    "Deliveries to {url} are paused because {why}. They are kept, and go out once you resume it."
+                );
+                if let Err(e) = app
+                    .notification()
+                    .builder()
+                    .title("Webhook paused")
+                    .body(body)
+                    .show()
+                {
+                    tracing::warn!(error = %e, "could not show a notification");
+                }
+            }
             let was = warned.contains(&h.webhook_id);
             if h.warning != was {
                 let url = engine
