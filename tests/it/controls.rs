@@ -353,7 +353,11 @@ async fn every_bad_control_is_refused_and_changes_nothing() {
     );
     let after = engine.get_json(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(after, before, "a refused change changed something");
-    // A rate limit clears with null.
+    // A whole number written with .0 is a whole number; a rate limit clears with null.
+    assert_eq!(
+        patch_ok(&engine, &id, json!({"rate_limit_per_s": 7.0})).await["rate_limit_per_s"],
+        7
+    );
     assert_eq!(
         patch_ok(&engine, &id, json!({"rate_limit_per_s": 5})).await["rate_limit_per_s"],
         5

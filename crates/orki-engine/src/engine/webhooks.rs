@@ -44,11 +44,12 @@ pub struct NewWebhook {
     pub paused: Option<bool>,
     /// Extra request headers (at most 20; see SPEC for the names refused).
     #[serde(default)]
+    #[schema(value_type = Option<HeadersSchema>)]
     pub headers: Option<BTreeMap<String, String>>,
-    /// At most this many sends per second (1–10,000).
+    /// At most this many sends per second (1–10,000; `null`: no limit).
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 10000)]
-    pub rate_limit_per_s: Option<u64>,
+    #[schema(value_type = Option<u64>, nullable, minimum = 1, maximum = 10000)]
+    pub rate_limit_per_s: Option<serde_json::Value>,
     /// `hub` (default) or `standard` (Standard Webhooks; a `whsec_` secret is made).
     #[serde(default)]
     pub signature: Option<Signature>,
@@ -76,11 +77,12 @@ pub struct WebhookPatch {
     /// Pause (deliveries held, nothing lost) or resume (held ones go out, oldest first).
     pub paused: Option<bool>,
     /// Replaces the extra request headers (`{}` removes them all).
+    #[schema(value_type = Option<HeadersSchema>)]
     pub headers: Option<BTreeMap<String, String>>,
     /// A new rate limit (1–10,000 per second), or `null` for none.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, nullable, minimum = 1, maximum = 10000)]
-    pub rate_limit_per_s: Option<Option<u64>>,
+    pub rate_limit_per_s: Option<Option<serde_json::Value>>,
     /// `hub` or `standard` (a `whsec_` secret is made the first time).
     pub signature: Option<Signature>,
 }
@@ -91,8 +93,8 @@ pub struct WebhookPatch {
 pub struct RotateSecret {
     /// Hours the old secret keeps signing too (0–720, default 24).
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 720)]
-    pub grace_hours: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 720)]
+    pub grace_hours: Option<serde_json::Value>,
 }
 
 /// A field that may be sent as `null`: `Some(None)`; absent: `None` (by `default`).
@@ -111,7 +113,11 @@ impl EngineHandle {
         let token = validate_token(&new.verify_token)?;
         let events = validate_events(new.events)?;
         let headers = new.headers.map(validate_headers).transpose()?;
-        let rate = new.rate_limit_per_s.map(validate_rate).transpose()?;
+        let rate = new
+            .rate_limit_per_s
+            .filter(|r| !r.is_null())
+            .map(validate_rate)
+            .transpose()?;
         self.handshake(&url, &token).await?;
         let mut record = WebhookRecord::new(
             url.to_string(),
@@ -247,13 +253,15 @@ impl EngineHandle {
     /// A new Standard Webhooks secret; the old one keeps signing too for
     /// `grace_hours` (`409` for a webhook with `hub` signatures).
     pub async fn rotate_secret(&self, id: WebhookId, request: RotateSecret) -> Result<Webhook> {
-        let hours = request.grace_hours.unwrap_or(24);
-        if hours > 720 {
-            return Err(Error::invalid(
-                "invalid_grace_hours",
-                "grace_hours must be a whole number of hours from 0 to 720",
-            ));
-        }
+        let hours = match request.grace_hours {
+            None | Some(serde_json::Value::Null) => 24,
+            Some(v) => whole(&v).filter(|h| *h <= 720).ok_or_else(|| {
+                Error::invalid(
+                    "invalid_grace_hours",
+                    "grace_hours must be a whole number of hours from 0 to 720",
+                )
+            })?,
+        };
         let inner = self.inner.clone();
         let updated = self
             .storage()
@@ -542,10 +550,77 @@ pub(crate) fn validate_headers(
     Ok(out)
 }
 
+/// A whole number (`5` or `5.0`).
+fn whole(value: &serde_json::Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let f = value.as_f64()?;
+        (f >= 0.0 && f.fract() == 0.0 && f <= 1e15).then_some(f as u64)
+    })
+}
+
+/// A webhook's `headers`: at most 20; names are HTTP tokens other than the
+/// ones the engine sets; values without control characters. (Stricter than
+/// the check for once: at most 256 characters, which fit the 1 KiB of UTF-8
+/// the engine takes; names repeated in another case are refused too.)
+pub(crate) struct HeadersSchema;
+
+/// `word` matched in any case, for a JSON Schema pattern (no inline flags there).
+fn any_case(word: &str) -> String {
+    word.chars()
+        .map(|c| match c {
+            'a'..='z' => format!("[{c}{}]", c.to_ascii_uppercase()),
+            '-' => "-".to_owned(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+impl utoipa::PartialSchema for HeadersSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let exact = [
+            "host",
+            "content-type",
+            "content-length",
+            "user-agent",
+            "x-hub-signature-256",
+            "accept",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+            "trailer",
+            "upgrade",
+        ];
+        let prefixes = ["x-orki-", "webhook-", "proxy-"];
+        let exact: Vec<String> = exact.iter().map(|w| any_case(w)).collect();
+        let prefixes: Vec<String> = prefixes.iter().map(|w| any_case(w)).collect();
+        let name = utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!(
+                "^(?!(?:{})$)(?!(?:{}))[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                exact.join("|"),
+                prefixes.join("|")
+            )));
+        let value = utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(256))
+            .pattern(Some("^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"));
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .max_properties(Some(20))
+            .property_names(Some(name))
+            .additional_properties(Some(value))
+            .description(Some("Extra request headers sent with every delivery, e.g. {\"Authorization\": \"Basic …\"}"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for HeadersSchema {}
+
 /// A rate limit: 1–10,000 sends per second.
-fn validate_rate(rate: u64) -> Result<u32> {
-    u32::try_from(rate)
-        .ok()
+fn validate_rate(rate: serde_json::Value) -> Result<u32> {
+    whole(&rate)
+        .and_then(|r| u32::try_from(r).ok())
         .filter(|r| (1..=10_000).contains(r))
         .ok_or_else(|| {
             Error::invalid(
