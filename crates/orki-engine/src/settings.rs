@@ -173,7 +173,8 @@ fn is_default_auto_pause(hours: &Option<u32>) -> bool {
     *hours == DEFAULT_AUTO_PAUSE_HOURS
 }
 
-fn whole(value: &Value) -> Option<u64> {
+/// A whole number, written `5` or `5.0` (exact up to 2^53).
+pub(crate) fn whole(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| {
         let f = value.as_f64()?;
         // Exact up to 2^53; larger floats are refused rather than rounded.

@@ -15,6 +15,7 @@ use crate::model::{
     AttemptDetail, Controls, DeliveryRecord, DeliveryState, EventRecord, Pause, PauseReason,
     PreviousSecret, RequestView, Signature, Webhook, WebhookRecord,
 };
+use crate::settings::whole;
 use crate::signing::generate_whsec;
 use crate::{Error, Result, Secret};
 
@@ -548,14 +549,6 @@ pub(crate) fn validate_headers(
         out.insert(name, Secret::new(value));
     }
     Ok(out)
-}
-
-/// A whole number (`5` or `5.0`).
-fn whole(value: &serde_json::Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        let f = value.as_f64()?;
-        (f >= 0.0 && f.fract() == 0.0 && f <= 1e15).then_some(f as u64)
-    })
 }
 
 /// A webhook's `headers`: at most 20; names are HTTP tokens other than the
