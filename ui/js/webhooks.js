@@ -161,8 +161,7 @@ function pauseButton(view, w) {
 /** Disabling cancels what is queued: 'disable', 'pause' or null (keep it). Focus starts on the safe choice. */
 function disableDialog(w) {
   return modal(t('webhooks.disableTitle'), (close) => {
-    const pause = h('button', { type: 'button', class: 'primary', id: 'pause-instead', onclick: () => close('pause') }, t('webhooks.pauseInstead'));
-    setTimeout(() => pause.focus(), 0);
+    const pause = h('button', { type: 'button', class: 'primary', id: 'pause-instead', autofocus: true, onclick: () => close('pause') }, t('webhooks.pauseInstead'));
     return h('div', { class: 'modal-body' },
       h('p', {}, t('webhooks.disableText', { n: w.pending })),
       h('p', { class: 'url', dir: 'ltr' }, w.url),
@@ -252,7 +251,7 @@ async function editWebhook(view, listed) {
   // The single answer has the header values and the signing secret.
   const w = listed ? await api.getWebhook(listed.id).catch(() => listed) : null;
   const saved = await modal(w ? t('form.editTitle') : t('form.addTitle'), (close) => {
-    const url = h('input', { id: 'wh-url', type: 'url', required: true, dir: 'ltr', placeholder: 'https://crm.example.com/hooks/orki', autocomplete: 'off', 'aria-describedby': 'wh-url-hint wh-url-error' });
+    const url = h('input', { id: 'wh-url', type: 'url', required: true, dir: 'ltr', placeholder: 'https://crm.example.com/hooks/orki', autocomplete: 'off', autofocus: true, 'aria-describedby': 'wh-url-hint wh-url-error' });
     url.value = w ? w.url : '';
     const urlError = h('p', { id: 'wh-url-error', class: 'field-error', role: 'alert' });
     const token = h('input', { id: 'wh-token', type: 'password', required: !w, dir: 'ltr', autocomplete: 'off', 'aria-describedby': 'wh-token-hint' });
@@ -339,7 +338,6 @@ async function editWebhook(view, listed) {
         submit.disabled = false;
       }
     });
-    setTimeout(() => url.focus(), 0);
     return form;
   }, { wide: true });
   if (saved) {
@@ -360,8 +358,7 @@ function copyButton(get) {
 /** A new whsec_ secret, shown in full once. */
 function showSecretOnce(webhook) {
   return modal(t('form.secret'), (close) => {
-    const ok = h('button', { type: 'button', class: 'primary', onclick: () => close(true) }, t('common.close'));
-    setTimeout(() => ok.focus(), 0);
+    const ok = h('button', { type: 'button', class: 'primary', autofocus: true, onclick: () => close(true) }, t('common.close'));
     return h('div', { class: 'modal-body' },
       h('p', {}, t('form.secretOnce')),
       h('div', { class: 'input-row' }, h('code', { class: 'secret', dir: 'ltr', id: 'new-secret' }, webhook.signing_secret), copyButton(() => webhook.signing_secret)),
