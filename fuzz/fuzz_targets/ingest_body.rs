@@ -8,7 +8,7 @@ use orki_engine::http::parse_ingest_body;
 
 fuzz_target!(|data: &[u8]| {
     match parse_ingest_body(data) {
-        Ok((_, object)) => {
+        Ok((_, object, _)) => {
             assert!(object.starts_with('{'));
             // `data` is a slice of the body, as posted.
             let text = std::str::from_utf8(data).expect("accepted bodies are UTF-8");

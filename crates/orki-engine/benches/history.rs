@@ -64,6 +64,7 @@ pub fn record(
         ),
         test: false,
         idempotency_key: None,
+        ordering_key: None,
     };
     let delivery = DeliveryRecord {
         id: DeliveryId::at_unix_ms(at_ms),
@@ -79,6 +80,7 @@ pub fn record(
         },
         due_ms: None,
         test: false,
+        ordering: None,
     };
     let status = if success { 200 } else { 503 };
     let headers = [

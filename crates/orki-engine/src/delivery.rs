@@ -22,10 +22,10 @@ use crate::outbound::Outbound;
 use crate::queue::{Known, Queue, QueuedJob, RELOAD_EVERY};
 use crate::rate::Limits;
 use crate::retry::RetryPolicy;
-use crate::store::HealthRules;
 use crate::store::codec::encode;
 use crate::store::commit::GroupCommit;
 use crate::store::threads::StoreThreads;
+use crate::store::{HealthRules, Recorded};
 
 /// What the scheduler and its attempts use of the engine besides the queue.
 pub(crate) trait Services: Send + Sync + 'static {
@@ -240,7 +240,7 @@ async fn attempt(context: &Context, job: QueuedJob) {
     let recorded = record_until_stored(context, &record, next_due_ms, rules).await;
     queue.recorded(id);
     match recorded {
-        Ok(health) => {
+        Ok(Recorded { health, next }) => {
             if let Some(due_ms) = next_due_ms {
                 queue.push([QueuedJob {
                     due_ms,
@@ -249,6 +249,8 @@ async fn attempt(context: &Context, job: QueuedJob) {
                     known: None,
                 }]);
             }
+            // The next delivery of an ordered key, now that this one is done.
+            queue.push(next);
             let a = &record.attempt;
             tracing::info!(
                 delivery = %id,
@@ -294,7 +296,7 @@ async fn record_until_stored(
     record: &Arc<AttemptRecord>,
     next_due_ms: Option<u64>,
     rules: HealthRules,
-) -> crate::Result<Option<crate::store::Health>> {
+) -> crate::Result<Recorded> {
     let (queue, cancel) = (&context.queue, &context.cancel);
     let mut wait = Duration::from_millis(100);
     let mut held = false;

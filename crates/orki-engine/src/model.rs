@@ -122,6 +122,7 @@ impl WebhookRecord {
                 .map(|p| p.until)
                 .filter(|until| *until > now),
             failing_since: c.failing_since,
+            ordered: c.ordered,
         }
     }
 }
@@ -200,6 +201,10 @@ pub struct Controls {
     /// The first failure since the last success (for auto-pause).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<DateTime<Utc>>,
+    /// Deliveries of events with the same `ordering_key` go one at a time,
+    /// in the order the events were accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
 }
 
 /// A webhook as the API shows it.
@@ -250,6 +255,9 @@ pub struct Webhook {
     pub rotation_ends_at: Option<DateTime<Utc>>,
     /// Failing since (the first failure after the last success).
     pub failing_since: Option<DateTime<Utc>>,
+    /// Deliveries of events with the same `ordering_key` go one at a time, in
+    /// acceptance order.
+    pub ordered: bool,
 }
 
 /// An accepted event as stored.
@@ -269,6 +277,9 @@ pub struct EventRecord {
     /// The `Idempotency-Key` it was posted with (forgotten when the event is pruned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The `ordering_key` it was posted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
 
 /// Where a delivery stands.
@@ -283,6 +294,18 @@ pub enum DeliveryState {
     Failed,
     /// The webhook was deleted or disabled before it succeeded.
     Cancelled,
+}
+
+impl DeliveryState {
+    /// As the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// One event's delivery to one webhook.
@@ -307,12 +330,30 @@ pub struct DeliveryRecord {
     /// A test delivery (never retried, not counted in the webhook's health).
     #[serde(default)]
     pub test: bool,
+    /// Its place in its key's order, on an ordered webhook.
+    #[serde(default, skip)]
+    pub ordering: Option<Ordering>,
+}
+
+/// A delivery's place in the order of its key (see `store::order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ordering {
+    /// The ordering key's hash.
+    pub key: u128,
+    /// Its number among the deliveries of the key to the webhook.
+    pub seq: u64,
 }
 
 impl DeliveryRecord {
     /// Waiting for an attempt at `due_ms`: what its entry in the due queue says.
     pub fn is_due_at(&self, due_ms: u64) -> bool {
         self.state == DeliveryState::Pending && self.due_ms == Some(due_ms)
+    }
+
+    /// Pending behind an earlier delivery of its ordering key: not in the due
+    /// queue until that one is done.
+    pub fn is_waiting(&self) -> bool {
+        self.state == DeliveryState::Pending && self.due_ms.is_none() && self.ordering.is_some()
     }
 }
 

@@ -9,7 +9,7 @@ use crate::ids::{DeliveryId, WebhookId};
 use crate::model::{Accepted, DeliveryRecord};
 use crate::query::ReplayRequest;
 use crate::queue::QueuedJob;
-use crate::store::NewEvent;
+use crate::store::{HeldDeliveries, NewEvent, Store};
 use crate::{Error, Result};
 
 /// The answer of a replay or its dry run.
@@ -34,12 +34,22 @@ impl EngineHandle {
         event_type: String,
         data_json: String,
         idempotency: Option<(String, String)>,
+        ordering_key: Option<String>,
     ) -> Result<Accepted> {
         if !event_types::is_known(&event_type) {
             return Err(Error::UnknownEventType(event_type));
         }
         // Built and encoded here, on the async threads; the writer only writes.
-        let new = NewEvent::new(&event_type, &data_json, idempotency, Utc::now())?;
+        if let Some(key) = &ordering_key {
+            validate_ordering_key(key)?;
+        }
+        let new = NewEvent::keyed(
+            &event_type,
+            &data_json,
+            idempotency,
+            ordering_key,
+            Utc::now(),
+        )?;
         // The writer queues the jobs right after the commit, so a client that
         // hangs up before its answer cannot strand them.
         let queue = self.inner.queue.clone();
@@ -69,6 +79,37 @@ impl EngineHandle {
             .await?;
         tracing::info!(delivery = %id, "redelivery queued");
         Ok(delivery)
+    }
+
+    /// Gives a pending delivery up by hand (a stuck one holding back its
+    /// ordering key): it counts as given up, and the next of its key goes.
+    pub async fn skip_delivery(&self, id: DeliveryId) -> Result<DeliveryRecord> {
+        let now_ms = crate::store::unix_ms(Utc::now());
+        let queue = self.inner.queue.clone();
+        let delivery = self
+            .inner
+            .writes
+            .run_then(
+                move |t| Store::skip_in(t, id, now_ms),
+                move |(delivery, old_due_ms, next)| {
+                    if let Some(due_ms) = old_due_ms {
+                        queue.drop_job(delivery.webhook_id, id, due_ms);
+                    }
+                    queue.push(next);
+                    delivery
+                },
+            )
+            .await?;
+        tracing::info!(delivery = %id, webhook = %delivery.webhook_id, "delivery skipped by hand");
+        Ok(delivery)
+    }
+
+    /// The keys of a webhook held back behind a failing delivery (at most 100).
+    pub async fn held_deliveries(&self, id: WebhookId) -> Result<HeldDeliveries> {
+        if self.storage().get_webhook(id).await?.is_none() {
+            return Err(Error::not_found("webhook", id));
+        }
+        self.storage().held_deliveries(id, 100).await
     }
 
     /// Replays a webhook's given-up deliveries (optionally by event type and time
@@ -113,4 +154,20 @@ impl EngineHandle {
             pace_ms: REPLAY_PACE_MS,
         })
     }
+}
+
+/// The most characters an `ordering_key` has.
+const MAX_ORDERING_KEY_CHARS: usize = 200;
+
+fn validate_ordering_key(key: &str) -> Result<()> {
+    let n = key.chars().count();
+    if n == 0 || n > MAX_ORDERING_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "invalid_ordering_key",
+            format!(
+                "ordering_key must be a string of 1 to {MAX_ORDERING_KEY_CHARS} characters without control characters (got {n})"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -54,6 +54,10 @@ pub struct NewWebhook {
     /// `hub` (default) or `standard` (Standard Webhooks; a `whsec_` secret is made).
     #[serde(default)]
     pub signature: Option<Signature>,
+    /// `true`: events with the same `ordering_key` are delivered one at a
+    /// time, in the order they were accepted.
+    #[serde(default)]
+    pub ordered: Option<bool>,
 }
 
 /// Changes to a webhook; absent fields stay as they are.
@@ -86,6 +90,9 @@ pub struct WebhookPatch {
     pub rate_limit_per_s: Option<Option<serde_json::Value>>,
     /// `hub` or `standard` (a `whsec_` secret is made the first time).
     pub signature: Option<Signature>,
+    /// Order deliveries per `ordering_key` from now on (`false`: new events
+    /// are not ordered; those already waiting still go in order).
+    pub ordered: Option<bool>,
 }
 
 /// `POST /v1/webhooks/{id}/rotate-secret`.
@@ -135,6 +142,7 @@ impl EngineHandle {
         if let Some(signature) = new.signature {
             set_signature(c, signature);
         }
+        c.ordered = new.ordered.unwrap_or(false);
         let inner = self.inner.clone();
         self.storage()
             .insert_webhook(record.clone(), move |saved| {
@@ -168,7 +176,7 @@ impl EngineHandle {
             .rate_limit_per_s
             .map(|r| r.map(validate_rate).transpose())
             .transpose()?;
-        let (paused, signature) = (patch.paused, patch.signature);
+        let (paused, signature, ordered) = (patch.paused, patch.signature, patch.ordered);
         let url_changed = url.as_ref().is_some_and(|u| u.as_str() != current.url);
         let token_changed = token
             .as_ref()
@@ -229,6 +237,10 @@ impl EngineHandle {
                     }
                     if let Some(sig) = signature.filter(|s| *s != c.signature) {
                         set_signature(c, sig);
+                        changed = true;
+                    }
+                    if let Some(o) = ordered.filter(|o| *o != c.ordered) {
+                        c.ordered = o;
                         changed = true;
                     }
                     if changed {
@@ -369,6 +381,7 @@ impl EngineHandle {
             )?,
             test: true,
             idempotency_key: None,
+            ordering_key: None,
         };
         let delivery_id = DeliveryId::generate();
         let (record, _, _) =
@@ -388,6 +401,7 @@ impl EngineHandle {
             },
             due_ms: None,
             test: true,
+            ordering: None,
         };
         let (e, d, r) = (event.clone(), delivery, record.clone());
         self.storage().record_test(e, d, r).await?;

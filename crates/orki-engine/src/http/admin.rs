@@ -144,6 +144,31 @@ pub(super) async fn redeliver(
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/deliveries/{id}/skip", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Delivery id")),
+    responses((status = 200, description = "Given up by hand (bulk replay finds it); the next delivery of its ordering key goes", body = crate::model::DeliveryRecord),
+        (status = 404, description = "No such delivery", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`not_pending`: it is not waiting to be sent", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
+pub(super) async fn skip_delivery(
+    State(engine): State<EngineHandle>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = DeliveryId::parse_or_not_found(&id)?;
+    Ok(Json(engine.skip_delivery(id).await?).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/webhooks/{id}/held", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, description = "The ordering keys held back by a failing delivery (at most 100), and how many deliveries wait behind one", body = crate::store::HeldDeliveries),
+        (status = 404, description = "No such webhook", body = crate::http::openapi::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = crate::http::openapi::ErrorBody)))]
+pub(super) async fn held_deliveries(
+    State(engine): State<EngineHandle>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = webhook_id(&id)?;
+    Ok(Json(engine.held_deliveries(id).await?).into_response())
+}
+
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Webhook id")),
     request_body(content = crate::query::ReplayRequest, description = "Required: `{}` replays every given-up delivery, `{\"dry_run\": true}` only counts them"),

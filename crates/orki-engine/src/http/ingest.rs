@@ -20,12 +20,17 @@ pub(super) struct IngestBody<'a> {
     event_type: Option<String>,
     #[serde(borrow)]
     data: Option<&'a serde_json::value::RawValue>,
+    /// Orders the event's deliveries with those of the same key (1–200 characters).
+    ordering_key: Option<String>,
 }
 
-/// Checks an ingest body: JSON, `type` a string, `data` an object, nothing
-/// else. Returns the type (not yet checked to be known) and `data` as posted,
-/// byte for byte. Public for the fuzzer (`fuzz/`).
-pub fn parse_ingest_body(bytes: &[u8]) -> ApiResult<(String, &str)> {
+/// A checked ingest body: the type (not yet checked to be known), `data` as
+/// posted byte for byte, and the `ordering_key` if any (not yet checked).
+pub type IngestParts<'a> = (String, &'a str, Option<String>);
+
+/// Checks an ingest body: JSON, `type` a string, `data` an object, an
+/// optional `ordering_key` string, nothing else. Public for the fuzzer (`fuzz/`).
+pub fn parse_ingest_body(bytes: &[u8]) -> ApiResult<IngestParts<'_>> {
     let parsed: IngestBody<'_> = serde_json::from_slice(bytes).map_err(|e| bad_json(&e))?;
     let event_type = parsed.event_type.ok_or_else(|| {
         ApiError::new(
@@ -48,7 +53,7 @@ pub fn parse_ingest_body(bytes: &[u8]) -> ApiResult<(String, &str)> {
             "the field \"data\" must be a JSON object",
         ));
     }
-    Ok((event_type, data.get()))
+    Ok((event_type, data.get(), parsed.ordering_key))
 }
 
 pub(super) fn is_json(headers: &HeaderMap) -> bool {
@@ -159,9 +164,9 @@ pub(super) async fn ingest(
             Some((key.to_owned(), hex::encode(Sha256::digest(&bytes))))
         }
     };
-    let (event_type, data) = parse_ingest_body(&bytes)?;
+    let (event_type, data, ordering_key) = parse_ingest_body(&bytes)?;
     let accepted = engine
-        .ingest(event_type, data.to_owned(), idempotency)
+        .ingest(event_type, data.to_owned(), idempotency, ordering_key)
         .await?;
     let mut response = (
         StatusCode::ACCEPTED,

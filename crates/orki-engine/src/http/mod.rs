@@ -8,12 +8,12 @@ pub(crate) mod openapi;
 pub(crate) mod ui;
 
 pub use admin::TestRequest;
-pub use ingest::parse_ingest_body;
+pub use ingest::{IngestParts, parse_ingest_body};
 
 use admin::{
-    create_webhook, delete_webhook, get_attempt, get_settings, get_webhook, list_attempts,
-    list_event_types, list_webhooks, patch_settings, patch_webhook, redeliver, replay_webhook,
-    rotate_secret, stream, test_webhook,
+    create_webhook, delete_webhook, get_attempt, get_settings, get_webhook, held_deliveries,
+    list_attempts, list_event_types, list_webhooks, patch_settings, patch_webhook, redeliver,
+    replay_webhook, rotate_secret, skip_delivery, stream, test_webhook,
 };
 use ingest::ingest;
 
@@ -88,7 +88,9 @@ pub(crate) fn router(engine: EngineHandle) -> Router {
         .route("/v1/webhooks/{id}/test", post(test_webhook))
         .route("/v1/webhooks/{id}/replay", post(replay_webhook))
         .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/webhooks/{id}/held", get(held_deliveries))
         .route("/v1/deliveries/{id}/redeliver", post(redeliver))
+        .route("/v1/deliveries/{id}/skip", post(skip_delivery))
         .route("/v1/settings", get(get_settings).patch(patch_settings))
         .route("/v1/stream", get(stream))
         .route("/v1/attempts", get(list_attempts))

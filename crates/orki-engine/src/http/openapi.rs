@@ -94,6 +94,15 @@ pub(crate) struct IngestRequest {
     pub event_type: String,
     /// Any JSON object; delivered byte for byte.
     pub data: serde_json::Map<String, serde_json::Value>,
+    /// On an `ordered` webhook, events with the same key are delivered one at
+    /// a time, in the order they were accepted.
+    #[schema(
+        required = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub ordering_key: Option<String>,
 }
 
 /// `PATCH /v1/settings`: any of these; every value is validated before any
@@ -160,6 +169,8 @@ impl Modify for Security {
         crate::http::admin::test_webhook,
         crate::http::admin::replay_webhook,
         crate::http::admin::redeliver,
+        crate::http::admin::skip_delivery,
+        crate::http::admin::held_deliveries,
         crate::http::admin::list_attempts,
         crate::http::admin::get_attempt,
         crate::http::admin::get_settings,
@@ -171,7 +182,8 @@ impl Modify for Security {
         EventTypeName, Outcome, RetrySchedule,
         crate::query::ReplayRequest, crate::engine::ReplayResult, SettingsPatch, Accepted, AttemptDetail, AttemptPage,
         DeliveryRecord, EventType, NewWebhook, WebhookPatch, SettingsView, Webhook,
-        crate::engine::RotateSecret, crate::model::PauseReason, crate::model::Signature
+        crate::engine::RotateSecret, crate::model::PauseReason, crate::model::Signature,
+        crate::store::HeldDeliveries, crate::store::HeldKey
     )),
     modifiers(&Security)
 )]

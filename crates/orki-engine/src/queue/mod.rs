@@ -466,6 +466,20 @@ impl Queue {
         self.push([job]);
     }
 
+    /// A delivery left the table by hand (skipped): its copy due at `due_ms`
+    /// is dropped, so it is not sent.
+    pub(crate) fn drop_job(&self, webhook: WebhookId, delivery: DeliveryId, due_ms: u64) {
+        let mut s = self.lock();
+        let removed = s
+            .lanes
+            .get_mut(&webhook)
+            .and_then(|lane| lane.jobs.remove(&(due_ms, delivery)));
+        if let Some(known) = removed {
+            s.left(known.as_ref());
+            self.reindex(&mut s, webhook);
+        }
+    }
+
     /// Every delivery the queue holds (queued, or taken and not yet recorded),
     /// or `None` when it has spilled (the table then holds more than memory).
     pub(crate) fn holds(&self) -> Option<(HashSet<DeliveryId>, HashSet<WebhookId>)> {

@@ -179,6 +179,7 @@ fn event(n: usize) -> Arc<EventRecord> {
         payload: "x".repeat(n),
         test: false,
         idempotency_key: None,
+        ordering_key: None,
     })
 }
 

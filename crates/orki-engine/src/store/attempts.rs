@@ -12,6 +12,7 @@ use crate::model::{
     Attempt, AttemptDetail, AttemptRecord, DeliveryRecord, DeliveryState, EventRecord, Pause,
     PauseReason, RequestView, WebhookRecord,
 };
+use crate::queue::QueuedJob;
 use crate::store::codec::{decode, encode};
 use crate::store::tables::{ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, EVENTS};
 
@@ -79,6 +80,15 @@ impl HealthRules {
     }
 }
 
+/// What recording an attempt changed beyond the log.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    /// The webhook's health, when it changed.
+    pub(crate) health: Option<Health>,
+    /// The next delivery of an ordered key, now due (for the in-memory queue).
+    pub(crate) next: Option<QueuedJob>,
+}
+
 impl Store {
     /// Records a delivery attempt and moves the delivery on, in the caller's
     /// transaction (the group commit), with the record already encoded (so the
@@ -92,7 +102,7 @@ impl Store {
         encoded: &[u8],
         next_due_ms: Option<u64>,
         rules: impl Into<HealthRules>,
-    ) -> Result<Option<Health>> {
+    ) -> Result<Recorded> {
         let rules = rules.into();
         let a = &record.attempt;
         insert_attempt_encoded(&mut t.attempts, &mut t.index, a, encoded)?;
@@ -140,9 +150,10 @@ impl Store {
         };
         let found: Option<DeliveryRecord> =
             get_record(&*t.deliveries, a.delivery_id.0, "delivery")?;
-        // A delivery cancelled during its attempt (webhook disabled or deleted)
-        // stays cancelled; the attempt is still logged.
-        if let Some(mut delivery) = found.filter(|d| d.state != DeliveryState::Cancelled) {
+        // A delivery cancelled or skipped during its attempt (webhook disabled
+        // or deleted, or given up by hand) stays so; the attempt is still logged.
+        let mut next = None;
+        if let Some(mut delivery) = found.filter(|d| d.state == DeliveryState::Pending) {
             if let Some(old) = delivery.due_ms.take() {
                 t.due.remove((old, delivery.id.0))?;
             }
@@ -165,8 +176,13 @@ impl Store {
             };
             t.deliveries
                 .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+            if delivery.state != DeliveryState::Pending {
+                next = t
+                    .chains()
+                    .finished(&delivery, crate::store::unix_ms(a.timestamp))?;
+            }
         }
-        Ok(health)
+        Ok(Recorded { health, next })
     }
 
     /// Attempts matching `filter`, newest first, older than `before` when given,

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::model::{Accepted, AttemptRecord};
 use crate::queue::QueuedJob;
-use crate::store::{Health, HealthRules, HotTables, NewEvent};
+use crate::store::{HealthRules, HotTables, NewEvent, Recorded};
 use crate::sync::Locked;
 use crate::{Error, Result, Store};
 
@@ -95,14 +95,15 @@ impl GroupCommit {
     }
 
     /// Stores an attempt (`encoded` is its stored form) with the next step of
-    /// its delivery; resolves after the commit with the webhook's new health.
+    /// its delivery; resolves after the commit with the webhook's new health
+    /// and the next delivery of its ordering key, if that is now due.
     pub(crate) async fn record_attempt(
         &self,
         record: Arc<AttemptRecord>,
         encoded: Vec<u8>,
         next_due_ms: Option<u64>,
         rules: impl Into<HealthRules>,
-    ) -> Result<Option<Health>> {
+    ) -> Result<Recorded> {
         let rules = rules.into();
         self.run(move |tables| {
             Store::record_attempt_in(tables, &record, &encoded, next_due_ms, rules)

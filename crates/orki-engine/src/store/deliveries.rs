@@ -12,7 +12,7 @@ use crate::ids::{DeliveryId, EventId, WebhookId};
 use crate::model::{DeliveryRecord, DeliveryState, EventRecord, WebhookRecord};
 use crate::queue::{CACHED_EVENT_BYTES, Known, QueuedJob, ReloadPlan, footprint};
 use crate::store::codec::{decode, encode};
-use crate::store::tables::{DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, WEBHOOKS};
+use crate::store::tables::{DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, ORDER_WAITING, WEBHOOKS};
 use crate::{Error, Result};
 
 /// Everything needed to make one attempt.
@@ -171,6 +171,14 @@ impl Store {
                 }
                 Some(_) => {}
             }
+            if delivery.is_waiting() {
+                return Err(Error::Conflict {
+                    code: "delivery_held",
+                    message: format!(
+                        "delivery {id} waits behind an earlier delivery with the same ordering key; skip that one to let this one go"
+                    ),
+                });
+            }
             let old_due_ms = delivery.due_ms;
             requeue_at(&txn, &mut delivery, now_ms)?;
             deliveries.insert(id.0, encode(&delivery)?.as_slice())?;
@@ -246,13 +254,22 @@ impl Store {
                 *out.entry(w).or_default() += 1;
             }
         }
+        let waiting = txn.open_table(ORDER_WAITING)?;
+        let lines = match only {
+            Some(w) => waiting.range((w.0, 0, 0)..=(w.0, u128::MAX, u64::MAX))?,
+            None => waiting.range::<(u128, u128, u64)>(..)?,
+        };
+        for entry in lines {
+            let (k, _) = entry?;
+            *out.entry(WebhookId(k.value().0)).or_default() += 1;
+        }
         Ok(out)
     }
 
-    /// Counts of the queue and the log, for health and tests.
+    /// Deliveries pending (due or waiting behind their key), for health and tests.
     pub(crate) fn pending_count(&self) -> Result<u64> {
         let txn = self.read()?;
-        Ok(txn.open_table(DUE)?.len()?)
+        Ok(txn.open_table(DUE)?.len()? + txn.open_table(ORDER_WAITING)?.len()?)
     }
 }
 
@@ -272,8 +289,10 @@ fn requeue_at(txn: &WriteTransaction, delivery: &mut DeliveryRecord, due_ms: u64
     Ok(())
 }
 
-/// Removes a webhook's deliveries from the due queue and marks them cancelled.
+/// Removes a webhook's deliveries from the due queue (and its keys' lines)
+/// and marks them cancelled.
 pub(super) fn cancel_pending(txn: &WriteTransaction, webhook: WebhookId) -> Result<()> {
+    super::order::cancel_lines(txn, webhook)?;
     let mut due = txn.open_table(DUE)?;
     let mut deliveries = txn.open_table(DELIVERIES)?;
     let mut doomed = Vec::new();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use redb::ReadableTable;
 
-use super::{HotTables, Store, rfc3339, unix_ms};
+use super::{HotTables, Store, key_hash, rfc3339, unix_ms};
 use crate::ids::{DeliveryId, EventId};
 use crate::model::{Accepted, DeliveryRecord, DeliveryState, EventRecord, IdempotencyRecord};
 use crate::queue::{Known, QueuedJob};
@@ -26,10 +26,22 @@ pub(crate) struct NewEvent {
 impl NewEvent {
     /// The event of a known `event_type` with the `data` object `data_json`
     /// (already checked to be a JSON object), accepted at `now`.
+    #[cfg(test)]
     pub(crate) fn new(
         event_type: &str,
         data_json: &str,
         idempotency: Option<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        Self::keyed(event_type, data_json, idempotency, None, now)
+    }
+
+    /// As [`NewEvent::new`], with the `ordering_key` it was posted with.
+    pub(crate) fn keyed(
+        event_type: &str,
+        data_json: &str,
+        idempotency: Option<(String, String)>,
+        ordering_key: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Self> {
         let id = EventId::generate();
@@ -40,6 +52,7 @@ impl NewEvent {
             payload: envelope(id, event_type, now, data_json)?,
             test: false,
             idempotency_key: idempotency.as_ref().map(|(k, _)| k.clone()),
+            ordering_key,
         };
         Ok(Self {
             encoded: encode(&event)?,
@@ -79,23 +92,39 @@ impl Store {
             return Ok((accepted, Vec::new()));
         }
         let subscribed = t.subscribers(&event.event_type)?;
+        let subscribed_count = subscribed.len();
         t.events.insert(event.id.0, encoded.as_slice())?;
         let due_ms = unix_ms(event.created_at);
+        let key = event.ordering_key.as_deref().map(key_hash);
         let mut jobs = Vec::with_capacity(subscribed.len());
-        for webhook_id in subscribed {
+        for (webhook_id, ordered) in subscribed {
+            let id = DeliveryId::generate();
+            // On an ordered webhook, a keyed event's delivery goes into the
+            // due queue only when no earlier one of its key is pending.
+            let (ordering, head) = match key.filter(|_| ordered) {
+                Some(key) => {
+                    let (o, head) = t.chains().place(webhook_id, key, id)?;
+                    (Some(o), head)
+                }
+                None => (None, true),
+            };
             let delivery = DeliveryRecord {
-                id: DeliveryId::generate(),
+                id,
                 event_id: event.id,
                 webhook_id,
                 event_type: event.event_type.clone(),
                 created_at: event.created_at,
                 attempts: 0,
                 state: DeliveryState::Pending,
-                due_ms: Some(due_ms),
+                due_ms: head.then_some(due_ms),
                 test: false,
+                ordering,
             };
             t.deliveries
                 .insert(delivery.id.0, encode(&delivery)?.as_slice())?;
+            if !head {
+                continue;
+            }
             t.due.insert((due_ms, delivery.id.0), webhook_id.0)?;
             jobs.push(QueuedJob {
                 due_ms,
@@ -107,7 +136,7 @@ impl Store {
                 }),
             });
         }
-        let count = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        let count = u32::try_from(subscribed_count).unwrap_or(u32::MAX);
         if let Some((key, body_sha)) = idempotency {
             let record = IdempotencyRecord {
                 body_sha256: body_sha,

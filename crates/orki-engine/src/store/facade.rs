@@ -96,6 +96,15 @@ impl StoreThreads {
         self.run(move |s| s.cancel_delivery(id, due_ms)).await
     }
 
+    /// The keys of a webhook held back behind a failing delivery.
+    pub(crate) async fn held_deliveries(
+        &self,
+        webhook: crate::ids::WebhookId,
+        limit: usize,
+    ) -> Result<crate::store::HeldDeliveries> {
+        self.run(move |s| s.held_deliveries(webhook, limit)).await
+    }
+
     /// The bytes the database file holds in use.
     pub(crate) async fn used_bytes(&self) -> Result<u64> {
         self.run(|s| s.used_bytes()).await

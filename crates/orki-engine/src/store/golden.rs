@@ -195,6 +195,7 @@ fn event(n: u16) -> EventRecord {
         payload: envelope(id, ty, created, data).expect("envelope"),
         test: n == 5,
         idempotency_key: key.map(str::to_owned),
+        ordering_key: None,
     }
 }
 
@@ -243,6 +244,7 @@ fn delivery(n: u16, attempts: u32, state: DeliveryState, due_ms: Option<u64>) ->
         state,
         due_ms,
         test: n == 9,
+        ordering: None,
     }
 }
 
@@ -539,7 +541,12 @@ fn ingest_fixed(t: &mut HotTables<'_>, n: u16, deliveries: &[u16]) {
     t.events
         .insert(e.id.0, encode(&e).expect("encode").as_slice())
         .expect("event");
-    let subscribed = t.subscribers(&e.event_type).expect("subscribers");
+    let subscribed: Vec<WebhookId> = t
+        .subscribers(&e.event_type)
+        .expect("subscribers")
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
     let routed: Vec<WebhookId> = deliveries
         .iter()
         .map(|&d| webhook_id(delivery_route(d).1))

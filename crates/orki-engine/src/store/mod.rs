@@ -24,6 +24,7 @@ mod deliveries;
 mod events;
 mod facade;
 mod meta;
+mod order;
 mod prune;
 mod redb_errors;
 mod redo;
@@ -33,11 +34,13 @@ pub mod wal;
 mod webhooks;
 
 pub(crate) use admin::StoredState;
-pub(crate) use attempts::HealthRules;
 pub use attempts::{AttemptFilter, Health};
+pub(crate) use attempts::{HealthRules, Recorded};
 pub(crate) use deliveries::Job;
 pub(crate) use events::{NewEvent, envelope};
 pub use meta::Credentials;
+pub(crate) use order::key_hash;
+pub use order::{HeldDeliveries, HeldKey};
 pub(crate) use redo::Logged;
 use redo::Subscription;
 
@@ -55,7 +58,7 @@ use crate::model::{AttemptRecord, DeliveryRecord, EventRecord, IdempotencyRecord
 use crate::store::codec::{Record, decode};
 use crate::store::tables::{
     ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, META,
-    WEBHOOKS,
+    ORDER_HEADS, ORDER_WAITING, WEBHOOKS,
 };
 use crate::sync::{Locked, Shared};
 use crate::{Error, Result};
@@ -93,6 +96,8 @@ pub(crate) struct HotTables<'txn> {
     webhooks: Logged<'txn, u128, &'static [u8]>,
     idempotency: Logged<'txn, &'static str, &'static [u8]>,
     failed: Logged<'txn, (u128, u128), ()>,
+    order_heads: Logged<'txn, (u128, u128), (u128, u64)>,
+    order_waiting: Logged<'txn, (u128, u128, u64), u128>,
     /// The enabled webhooks' subscriptions, read at most once per transaction:
     /// within one, the writer changes only webhooks' health, never these.
     subscriptions: Option<Vec<Subscription>>,
@@ -150,6 +155,8 @@ fn open_database(path: &Path) -> Result<Database> {
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(ATTEMPT_INDEX)?;
         txn.open_table(FAILED_DELIVERIES)?;
+        txn.open_table(ORDER_HEADS)?;
+        txn.open_table(ORDER_WAITING)?;
     }
     let log = wal::path_for(path);
     let records = wal::read(&log)?;

@@ -12,7 +12,7 @@ use crate::ids::{AttemptId, DeliveryId, EventId};
 use crate::model::{AttemptRecord, DeliveryRecord, DeliveryState, EventRecord};
 use crate::store::codec::decode;
 use crate::store::tables::{
-    ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY,
+    ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, ORDER_WAITING,
 };
 
 impl Store {
@@ -96,6 +96,13 @@ impl Store {
         for entry in due.iter()? {
             let (k, _) = entry?;
             if let Some(v) = deliveries.get(k.value().1)? {
+                keep.insert(decode::<DeliveryRecord>(v.value(), "delivery")?.event_id.0);
+            }
+        }
+        // And those waiting behind an earlier delivery of their ordering key.
+        for entry in txn.open_table(ORDER_WAITING)?.iter()? {
+            let (_, v) = entry?;
+            if let Some(v) = deliveries.get(v.value())? {
                 keep.insert(decode::<DeliveryRecord>(v.value(), "delivery")?.event_id.0);
             }
         }

@@ -12,7 +12,8 @@ use super::HotTables;
 use crate::ids::WebhookId;
 use crate::store::codec::{Record, decode};
 use crate::store::tables::{
-    ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, WEBHOOKS,
+    ATTEMPT_INDEX, ATTEMPTS, DELIVERIES, DUE, EVENTS, FAILED_DELIVERIES, IDEMPOTENCY, ORDER_HEADS,
+    ORDER_WAITING, WEBHOOKS,
 };
 use crate::{Error, Result};
 
@@ -144,6 +145,8 @@ pub(super) struct Subscription {
     pub(super) id: WebhookId,
     pub(super) enabled: bool,
     pub(super) events: Vec<String>,
+    #[serde(default)]
+    pub(super) ordered: bool,
 }
 
 impl Record for Subscription {}
@@ -161,6 +164,8 @@ impl<'txn> HotTables<'txn> {
             webhooks: Logged::new(txn.open_table(WEBHOOKS)?, 6, log),
             idempotency: Logged::new(txn.open_table(IDEMPOTENCY)?, 7, log),
             failed: Logged::new(txn.open_table(FAILED_DELIVERIES)?, 8, log),
+            order_heads: Logged::new(txn.open_table(ORDER_HEADS)?, 9, log),
+            order_waiting: Logged::new(txn.open_table(ORDER_WAITING)?, 10, log),
             subscriptions: None,
             webhooks_read: HashMap::new(),
         })
@@ -179,6 +184,8 @@ impl<'txn> HotTables<'txn> {
             &mut self.webhooks.redo,
             &mut self.idempotency.redo,
             &mut self.failed.redo,
+            &mut self.order_heads.redo,
+            &mut self.order_waiting.redo,
         ]
         .into_iter()
         .flatten()
@@ -210,6 +217,8 @@ impl<'txn> HotTables<'txn> {
                 6 => self.webhooks.apply(key, value)?,
                 7 => self.idempotency.apply(key, value)?,
                 8 => self.failed.apply(key, value)?,
+                9 => self.order_heads.apply(key, value)?,
+                10 => self.order_waiting.apply(key, value)?,
                 other => {
                     return Err(Error::Corrupt(format!(
                         "a write-ahead record names an unknown table {other}"
@@ -224,8 +233,8 @@ impl<'txn> HotTables<'txn> {
         }
     }
 
-    /// The enabled webhooks subscribed to `event_type`.
-    pub(super) fn subscribers(&mut self, event_type: &str) -> Result<Vec<WebhookId>> {
+    /// The enabled webhooks subscribed to `event_type`, and whether each is ordered.
+    pub(super) fn subscribers(&mut self, event_type: &str) -> Result<Vec<(WebhookId, bool)>> {
         let subscriptions = match &mut self.subscriptions {
             Some(s) => s,
             empty => {
@@ -243,7 +252,7 @@ impl<'txn> HotTables<'txn> {
         Ok(subscriptions
             .iter()
             .filter(|s| s.events.iter().any(|e| e == event_type))
-            .map(|s| s.id)
+            .map(|s| (s.id, s.ordered))
             .collect())
     }
 }

@@ -36,3 +36,12 @@ pub(crate) const ATTEMPT_INDEX: TableDefinition<(u8, u128, u8, u8, u128), ()> =
 /// for bulk replay.
 pub(crate) const FAILED_DELIVERIES: TableDefinition<(u128, u128), ()> =
     TableDefinition::new("failed_deliveries_v1");
+/// Ordered delivery: per webhook and ordering key (its hash), the delivery in
+/// the due queue (the only one of its key) and the last number given to one:
+/// `(webhook id, key) → (delivery id, last seq)`. Absent when none is pending.
+pub(crate) const ORDER_HEADS: TableDefinition<(u128, u128), (u128, u64)> =
+    TableDefinition::new("order_heads_v1");
+/// The deliveries waiting behind their key's head, in acceptance order:
+/// `(webhook id, key, seq) → delivery id`. They are not in the due queue.
+pub(crate) const ORDER_WAITING: TableDefinition<(u128, u128, u64), u128> =
+    TableDefinition::new("order_waiting_v1");

@@ -240,6 +240,7 @@ fn a_database_of_json_records_reads_and_updates() {
         state: DeliveryState::Pending,
         due_ms: Some(unix_ms(now)),
         test: false,
+        ordering: None,
     };
     let mut old = attempt(webhook, unix_ms(now), "order.paid", false, 7);
     old.attempt.delivery_id = delivery.id;
@@ -345,6 +346,7 @@ fn a_reload_reads_each_event_once_and_skips_what_the_queue_knows() {
         state: DeliveryState::Pending,
         due_ms,
         test: false,
+        ordering: None,
     };
     // Due in this order: fresh, retried twice, known to the queue, and one
     // whose record no longer says it is due then.
@@ -419,7 +421,9 @@ fn record_with(
     let health = {
         let mut t = HotTables::open(&txn, false).expect("tables");
         let encoded = encode(a).expect("encode");
-        Store::record_attempt_in(&mut t, a, &encoded, next_due_ms, rules).expect("record")
+        Store::record_attempt_in(&mut t, a, &encoded, next_due_ms, rules)
+            .expect("record")
+            .health
     };
     txn.commit().expect("commit");
     health

@@ -14,13 +14,17 @@ use serde::de::DeserializeOwned;
 
 use crate::ids::{AttemptId, DeliveryId, EventId, WebhookId};
 use crate::model::{
-    Attempt, AttemptRecord, DeliveryRecord, DeliveryState, ErrorClass, EventRecord, RequestRecord,
-    ResponseRecord,
+    Attempt, AttemptRecord, DeliveryRecord, DeliveryState, ErrorClass, EventRecord, Ordering,
+    RequestRecord, ResponseRecord,
 };
 use crate::{Error, Result};
 
 /// The first byte of a record in the compact form, version 1.
 const COMPACT_V1: u8 = 0x01;
+/// Version 2: the fields of version 1, then those added since (a delivery's
+/// place in its key's order, an event's ordering key). A record without
+/// them is still written as version 1, byte for byte as before.
+const COMPACT_V2: u8 = 0x02;
 
 /// A type stored in the database. JSON unless it has a compact form.
 pub trait Record: DeserializeOwned {
@@ -29,7 +33,13 @@ pub trait Record: DeserializeOwned {
         false
     }
 
-    /// Reads the compact form written by [`Record::write_compact`].
+    /// The version its compact form is written in.
+    fn compact_version(&self) -> u8 {
+        COMPACT_V1
+    }
+
+    /// Reads the compact form written by [`Record::write_compact`] (in
+    /// `r.version()`).
     fn read_compact(_r: &mut Reader<'_>) -> std::result::Result<Self, String> {
         Err("no compact form for this record".into())
     }
@@ -38,7 +48,7 @@ pub trait Record: DeserializeOwned {
 /// Encodes a record for storage.
 pub fn encode<T: Record + Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(256);
-    out.push(COMPACT_V1);
+    out.push(value.compact_version());
     if value.write_compact(&mut out) {
         return Ok(out);
     }
@@ -48,12 +58,12 @@ pub fn encode<T: Record + Serialize>(value: &T) -> Result<Vec<u8>> {
 /// Decodes a stored record, in either form; `what` names it in the error.
 pub fn decode<T: Record>(bytes: &[u8], what: &str) -> Result<T> {
     match bytes.split_first() {
-        Some((&COMPACT_V1, rest)) => {
-            let mut r = Reader(rest);
+        Some((&version @ (COMPACT_V1 | COMPACT_V2), rest)) => {
+            let mut r = Reader { rest, version };
             T::read_compact(&mut r)
-                .and_then(|v| match r.0.is_empty() {
+                .and_then(|v| match r.rest.is_empty() {
                     true => Ok(v),
-                    false => Err(format!("{} bytes left over", r.0.len())),
+                    false => Err(format!("{} bytes left over", r.rest.len())),
                 })
                 .map_err(|e| Error::Corrupt(format!("{what}: {e}")))
         }
@@ -124,19 +134,27 @@ fn put_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
 
 // ----- reading -----
 
-/// The unread rest of a compact record.
-pub struct Reader<'a>(&'a [u8]);
+/// The unread rest of a compact record, and its version.
+pub struct Reader<'a> {
+    rest: &'a [u8],
+    version: u8,
+}
 
 type Read<T> = std::result::Result<T, String>;
 
 impl<'a> Reader<'a> {
     fn take<const N: usize>(&mut self) -> Read<[u8; N]> {
         let (head, rest) = self
-            .0
+            .rest
             .split_first_chunk::<N>()
             .ok_or_else(|| "the record ends too early".to_owned())?;
-        self.0 = rest;
+        self.rest = rest;
         Ok(*head)
+    }
+
+    /// Whether the record holds the fields of version 2.
+    fn v2(&self) -> bool {
+        self.version == COMPACT_V2
     }
 
     fn u8(&mut self) -> Read<u8> {
@@ -169,11 +187,11 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Read<String> {
         let len = self.u32()? as usize;
-        if len > self.0.len() {
+        if len > self.rest.len() {
             return Err("a string runs past the record".into());
         }
-        let (bytes, rest) = self.0.split_at(len);
-        self.0 = rest;
+        let (bytes, rest) = self.rest.split_at(len);
+        self.rest = rest;
         String::from_utf8(bytes.to_vec()).map_err(|_| "a string is not UTF-8".to_owned())
     }
 
@@ -257,7 +275,19 @@ impl Record for DeliveryRecord {
         put_u8(out, state_code(self.state));
         put_opt(out, self.due_ms, put_u64);
         put_bool(out, self.test);
+        if let Some(o) = self.ordering {
+            put_u128(out, o.key);
+            put_u64(out, o.seq);
+        }
         true
+    }
+
+    fn compact_version(&self) -> u8 {
+        if self.ordering.is_some() {
+            COMPACT_V2
+        } else {
+            COMPACT_V1
+        }
     }
 
     fn read_compact(r: &mut Reader<'_>) -> Read<Self> {
@@ -271,6 +301,13 @@ impl Record for DeliveryRecord {
             state: state_of(r.u8()?)?,
             due_ms: r.opt(Reader::u64)?,
             test: r.bool()?,
+            ordering: match r.v2() {
+                false => None,
+                true => Some(Ordering {
+                    key: r.u128()?,
+                    seq: r.u64()?,
+                }),
+            },
         })
     }
 }
@@ -283,7 +320,18 @@ impl Record for EventRecord {
         put_str(out, &self.payload);
         put_bool(out, self.test);
         put_opt(out, self.idempotency_key.as_deref(), put_str);
+        if let Some(key) = &self.ordering_key {
+            put_str(out, key);
+        }
         true
+    }
+
+    fn compact_version(&self) -> u8 {
+        if self.ordering_key.is_some() {
+            COMPACT_V2
+        } else {
+            COMPACT_V1
+        }
     }
 
     fn read_compact(r: &mut Reader<'_>) -> Read<Self> {
@@ -294,6 +342,10 @@ impl Record for EventRecord {
             payload: r.string()?,
             test: r.bool()?,
             idempotency_key: r.opt(Reader::string)?,
+            ordering_key: match r.v2() {
+                false => None,
+                true => Some(r.string()?),
+            },
         })
     }
 }

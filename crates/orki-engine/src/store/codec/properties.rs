@@ -50,9 +50,19 @@ fn delivery() -> impl Strategy<Value = DeliveryRecord> {
         state(),
         any::<Option<u64>>(),
         any::<bool>(),
+        any::<Option<(u128, u64)>>(),
     )
         .prop_map(
-            |([id, event, webhook], event_type, created_at, attempts, state, due_ms, test)| {
+            |(
+                [id, event, webhook],
+                event_type,
+                created_at,
+                attempts,
+                state,
+                due_ms,
+                test,
+                ordering,
+            )| {
                 DeliveryRecord {
                     id: DeliveryId(id),
                     event_id: EventId(event),
@@ -63,6 +73,7 @@ fn delivery() -> impl Strategy<Value = DeliveryRecord> {
                     state,
                     due_ms,
                     test,
+                    ordering: ordering.map(|(key, seq)| Ordering { key, seq }),
                 }
             },
         )
@@ -76,15 +87,19 @@ fn event() -> impl Strategy<Value = EventRecord> {
         text(),
         any::<bool>(),
         prop::option::of(text()),
+        prop::option::of(text()),
     )
         .prop_map(
-            |(id, event_type, created_at, payload, test, idempotency_key)| EventRecord {
-                id: EventId(id),
-                event_type,
-                created_at,
-                payload,
-                test,
-                idempotency_key,
+            |(id, event_type, created_at, payload, test, idempotency_key, ordering_key)| {
+                EventRecord {
+                    id: EventId(id),
+                    event_type,
+                    created_at,
+                    payload,
+                    test,
+                    idempotency_key,
+                    ordering_key,
+                }
             },
         )
 }
@@ -175,15 +190,15 @@ proptest! {
     #[test]
     fn any_bytes_decode_to_an_error_or_a_stable_value(
         bytes in prop::collection::vec(any::<u8>(), 0..300),
-        lead in any::<bool>(),
+        lead in prop::option::of(prop::sample::select(vec![COMPACT_V1, COMPACT_V2])),
     ) {
         let mut bytes = bytes;
-        if lead {
-            bytes.insert(0, COMPACT_V1);
+        if let Some(tag) = lead {
+            bytes.insert(0, tag);
         }
         if let Ok(d) = decode::<DeliveryRecord>(&bytes, "d") {
             // The compact form has one encoding per value.
-            if bytes.first() == Some(&COMPACT_V1) {
+            if matches!(bytes.first(), Some(&(COMPACT_V1 | COMPACT_V2))) {
                 prop_assert_eq!(encode(&d).expect("encode"), bytes.clone());
             }
             round_trip(&d)?;
