@@ -652,6 +652,7 @@ fn old_history(
                 payload: format!(r#"{{"filler":"{}"}}"#, "x".repeat(300)),
                 test: false,
                 idempotency_key: None,
+                ordering_key: None,
             };
             let delivery = DeliveryRecord {
                 id: DeliveryId::at_unix_ms(at_ms),
@@ -663,6 +664,7 @@ fn old_history(
                 state: DeliveryState::Succeeded,
                 due_ms: None,
                 test: false,
+                ordering: None,
             };
             let attempt = AttemptRecord {
                 attempt: Attempt {
