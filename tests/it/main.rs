@@ -16,6 +16,7 @@ mod odd_input;
 mod offline;
 mod openapi;
 mod operations;
+mod ordering;
 mod process;
 mod registration;
 mod retries;
