@@ -142,6 +142,29 @@ pub(crate) async fn redeliver(shell: State<'_, Shell>, id: String) -> Answer<Del
 }
 
 #[tauri::command]
+pub(crate) async fn skip_delivery(shell: State<'_, Shell>, id: String) -> Answer<DeliveryRecord> {
+    let delivery = DeliveryId::parse_or_not_found(&id).map_err(|e| e.body())?;
+    shell
+        .engine()?
+        .skip_delivery(delivery)
+        .await
+        .map_err(|e| e.body())
+}
+
+#[tauri::command]
+pub(crate) async fn held_deliveries(
+    shell: State<'_, Shell>,
+    id: String,
+) -> Answer<orki_engine::store::HeldDeliveries> {
+    let webhook = webhook_id(&id)?;
+    shell
+        .engine()?
+        .held_deliveries(webhook)
+        .await
+        .map_err(|e| e.body())
+}
+
+#[tauri::command]
 pub(crate) async fn list_attempts(
     shell: State<'_, Shell>,
     query: HashMap<String, String>,

@@ -346,6 +346,8 @@ pub fn run() {
             commands::test_webhook,
             commands::replay_failed,
             commands::redeliver,
+            commands::skip_delivery,
+            commands::held_deliveries,
             commands::list_attempts,
             commands::get_attempt,
             commands::get_settings,

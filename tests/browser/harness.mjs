@@ -107,11 +107,11 @@ export async function startDaemon(certs, extra = []) {
   };
 }
 
-export async function postEvent(base, type, data) {
+export async function postEvent(base, type, data, extra = {}) {
   const r = await fetch(`${base}/v1/events`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ type, data }),
+    body: JSON.stringify({ type, data, ...extra }),
   });
   if (r.status !== 202) throw new Error(`ingest answered ${r.status}: ${await r.text()}`);
   return r.json();

@@ -383,3 +383,68 @@ test('delivery controls: headers, Standard Webhooks with rotation, pause that ke
     await ctl.close();
   }
 });
+
+test('ordered delivery: the held keys are shown, and a stuck delivery is skipped by keyboard', async () => {
+  // Its own daemon, retrying only after an hour: a failed first delivery stays stuck.
+  const slow = await startDaemon(certs, ['--retry-schedule', '1h']);
+  const rx = await startReceiver(certs);
+  try {
+    rx.mode.status = 503;
+    const made = await admin(slow.base, 'POST', '/v1/webhooks',
+      { url: rx.url, verify_token: rx.token, events: ['message.created'], ordered: true });
+    assert.equal(made.status, 201);
+    for (const seq of [0, 1, 2]) {
+      await postEvent(slow.base, 'message.created', { seq }, { ordering_key: 'chat-42' });
+    }
+    await rx.waitFor(1);
+    await page.goto(slow.adminUrl);
+    await page.waitForSelector('body[data-ready="true"]');
+    const card = page.locator('.card', { hasText: rx.url });
+    await card.getByText('In order per key').waitFor();
+    const open = card.getByRole('button', { name: `Held deliveries of ${new URL(rx.url).host}` });
+    await open.focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.locator('dialog[open]');
+    const row = dialog.locator('table.held tbody tr');
+    await row.getByText('chat-42').waitFor();
+    assert.equal(await row.locator('td').nth(4).textContent(), '2');
+    await dialog.getByText('2 deliveries wait behind an earlier delivery').waitFor();
+    await shot(page, 'controls-held-en');
+
+    // Skip it, by keyboard: the confirmation starts on its action.
+    rx.mode.status = 200;
+    await row.getByRole('button', { name: 'Skip the stuck delivery of chat-42' }).focus();
+    await page.keyboard.press('Enter');
+    await page.locator('dialog[open]', { hasText: 'Skip this delivery?' }).waitFor();
+    await page.keyboard.press('Enter');
+    await dialog.getByText('No key is held back').waitFor();
+    const got = await rx.waitFor(3);
+    const seqs = got.filter((r) => r.status === 200).map((r) => JSON.parse(r.body).data.seq);
+    assert.deepEqual(seqs, [1, 2], 'the next ones, in order');
+    await page.keyboard.press('Escape');
+
+    // The form keeps the choice; and the held view in Arabic.
+    await card.getByRole('button', { name: 'Edit' }).click();
+    assert.equal(await page.locator('dialog[open] #wh-ordered').isChecked(), true);
+    await page.keyboard.press('Escape');
+    rx.mode.status = 503;
+    await postEvent(slow.base, 'message.created', { seq: 3 }, { ordering_key: 'chat-42' });
+    await postEvent(slow.base, 'message.created', { seq: 4 }, { ordering_key: 'chat-42' });
+    await rx.waitFor(4);
+    await page.goto(`${slow.base}/#/settings`);
+    await page.selectOption('#set-language', 'ar');
+    await page.goto(`${slow.base}/#/webhooks`);
+    await card.getByText('بالترتيب لكل مفتاح').waitFor();
+    await card.locator('button[data-action="held"]').click();
+    await page.locator('dialog[open] table.held').getByText('chat-42').waitFor();
+    await page.locator('.toast').first().waitFor({ state: 'detached' });
+    await page.setViewportSize({ width: 800, height: 600 });
+    await shot(page, 'controls-held-800-ar');
+    await page.setViewportSize({ width: 1280, height: 820 });
+    await shot(page, 'controls-held-ar');
+    await page.keyboard.press('Escape');
+  } finally {
+    await rx.close();
+    await slow.stop();
+  }
+});

@@ -127,7 +127,8 @@ function card(view, w) {
     h('div', { class: 'card-main' },
       h('div', { class: 'url', dir: 'ltr' }, w.url),
       h('div', { class: 'chips' }, w.events.map((e) => h('span', { class: 'chip', dir: 'ltr' }, e))),
-      h('div', { class: 'health' }, healthBadge(w), h('span', { class: 'muted' }, lastLine(w)))),
+      h('div', { class: 'health' }, healthBadge(w), h('span', { class: 'muted' }, lastLine(w))),
+      w.ordered ? orderedLine(view, w) : null),
     h('div', { class: 'card-actions' },
       h('label', { class: 'switch' }, toggle, h('span', {}, t('webhooks.enabled'))),
       w.enabled ? pauseButton(view, w) : null,
@@ -156,6 +157,54 @@ function pauseButton(view, w) {
       redraw(view);
     },
   }, t(resume ? 'webhooks.resume' : 'webhooks.pause'));
+}
+
+/** An ordered webhook's line on its card: what waits, and the way to the held keys. */
+function orderedLine(view, w) {
+  return h('div', { class: 'ordered-line' },
+    h('span', { class: 'chip' }, t('webhooks.ordered')),
+    w.pending > 0
+      ? h('button', { type: 'button', class: 'link', 'data-action': 'held', 'aria-label': t('held.label', { host: host(w) }), onclick: () => heldDialog(view, w) }, t('held.open'))
+      : null);
+}
+
+/** The keys held back by a failing delivery, each with a Skip button. */
+async function heldDialog(view, w) {
+  const body = h('div', { class: 'held-body', 'aria-live': 'polite' }, t('common.loading'));
+  const load = async () => {
+    let held;
+    try { held = await api.heldDeliveries(w.id); } catch (e) { body.replaceChildren(errorView(e)); return; }
+    const rows = held.items.map((k) => h('tr', {},
+      h('td', { dir: 'auto' }, h('bdi', {}, k.ordering_key || '—')),
+      h('td', { dir: 'ltr' }, k.event_type),
+      h('td', {}, String(k.attempts)),
+      h('td', {}, k.next_attempt_at ? relativeTime(k.next_attempt_at) : t('held.whenResumed')),
+      h('td', {}, String(k.waiting)),
+      h('td', {}, h('button', {
+        type: 'button', class: 'secondary', 'aria-label': t('held.skipLabel', { key: k.ordering_key || '' }),
+        onclick: async () => {
+          const ok = await confirmDialog(t('held.skipTitle'), t('held.skipText', { key: k.ordering_key || '', n: k.waiting }), t('held.skip'), true);
+          if (!ok) return;
+          try { await api.skipDelivery(k.delivery_id); } catch (e) { toast(errorView(e), 'bad'); return; }
+          toast(t('held.skipped'), 'ok');
+          await load();
+        },
+      }, t('held.skip')))));
+    body.replaceChildren(
+      h('p', {}, t('held.summary', { n: held.waiting })),
+      rows.length
+        ? h('div', { class: 'table-wrap' }, h('table', { class: 'held' },
+          h('thead', {}, h('tr', {}, ['held.key', 'held.type', 'held.attempts', 'held.next', 'held.waiting', 'held.action'].map((c) => h('th', { scope: 'col' }, t(c))))),
+          h('tbody', {}, rows)))
+        : h('p', { class: 'muted' }, t('held.none')));
+  };
+  const done = modal(t('held.title'), (close) => h('div', { class: 'modal-body' },
+    h('p', { class: 'url', dir: 'ltr' }, w.url),
+    body,
+    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', autofocus: true, onclick: () => close(null) }, t('common.close')))), { wide: true });
+  await load();
+  await done;
+  redraw(view);
 }
 
 /** Disabling cancels what is queued: 'disable', 'pause' or null (keep it). Focus starts on the safe choice. */
@@ -278,6 +327,7 @@ async function editWebhook(view, listed) {
     const headers = h('textarea', { id: 'wh-headers', rows: '3', dir: 'ltr', spellcheck: 'false', autocomplete: 'off', placeholder: 'Authorization: Basic …', 'aria-describedby': 'wh-headers-hint wh-headers-error' });
     headers.value = w && w.headers ? Object.entries(w.headers).map(([k, v]) => `${k}: ${v}`).join('\n') : '';
     const headersError = h('p', { id: 'wh-headers-error', class: 'field-error', role: 'alert' });
+    const ordered = h('input', { id: 'wh-ordered', type: 'checkbox', checked: Boolean(w && w.ordered), 'aria-describedby': 'wh-ordered-hint' });
     const secretBox = w && w.signature === 'standard' ? secretField(w) : null;
     const progress = h('div', { class: 'form-status', role: 'status', 'aria-live': 'polite' });
     const submit = h('button', { type: 'submit', class: 'primary', id: 'wh-save' }, t('form.save'));
@@ -288,13 +338,15 @@ async function editWebhook(view, listed) {
         h('div', { class: 'input-row' }, token, showToken, gen),
         h('p', { id: 'wh-token-hint', class: 'hint' }, t('form.tokenHint'))),
       h('fieldset', { class: 'field' }, h('legend', {}, t('form.events')), boxes, eventsError),
-      h('details', { class: 'field controls', open: Boolean(w && (w.rate_limit_per_s || w.signature === 'standard' || Object.keys(w.headers || {}).length)) },
+      h('details', { class: 'field controls', open: Boolean(w && (w.rate_limit_per_s || w.signature === 'standard' || w.ordered || Object.keys(w.headers || {}).length)) },
         h('summary', {}, t('form.controls')),
         h('div', { class: 'field' }, h('label', { for: 'wh-signature' }, t('form.signature')), signature, secretBox),
         h('div', { class: 'field' }, h('label', { for: 'wh-headers' }, t('form.headers')), headers,
           h('p', { id: 'wh-headers-hint', class: 'hint' }, t('form.headersHint')), headersError),
         h('div', { class: 'field' }, h('label', { for: 'wh-rate' }, t('form.rate')), rate,
-          h('p', { id: 'wh-rate-hint', class: 'hint' }, t('form.rateHint')), rateError)),
+          h('p', { id: 'wh-rate-hint', class: 'hint' }, t('form.rateHint')), rateError),
+        h('div', { class: 'field' }, h('label', { class: 'check' }, ordered, h('span', {}, t('form.ordered'))),
+          h('p', { id: 'wh-ordered-hint', class: 'hint' }, t('form.orderedHint')))),
       progress,
       h('div', { class: 'actions' },
         h('button', { type: 'button', class: 'secondary', onclick: () => close(null) }, t('common.cancel')), submit));
@@ -315,7 +367,7 @@ async function editWebhook(view, listed) {
       progress.className = 'form-status busy';
       progress.replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), t('form.verifying'));
       try {
-        const body = { url: url.value.trim(), events, signature: signature.value };
+        const body = { url: url.value.trim(), events, signature: signature.value, ordered: ordered.checked };
         // Masked values (the list's, if the single answer failed) are never sent back.
         if (!Object.values(headerMap).includes('••••')) body.headers = headerMap;
         body.rate_limit_per_s = rate.value ? Number(rate.value) : (w ? null : undefined);
