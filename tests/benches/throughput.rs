@@ -290,10 +290,15 @@ impl Daemon {
 
 /// Registers a webhook; its id.
 async fn register(http: &reqwest::Client, base: &str, url: &str) -> String {
+    register_as(http, base, url, false).await
+}
+
+/// Registers `url`; `ordered`: deliveries are ordered per `ordering_key`.
+async fn register_as(http: &reqwest::Client, base: &str, url: &str, ordered: bool) -> String {
     let r = http
         .post(format!("{base}/v1/webhooks"))
         .bearer_auth(ADMIN)
-        .json(&json!({"url": url, "verify_token": "bench-token", "events": ["message.created"]}))
+        .json(&json!({"url": url, "verify_token": "bench-token", "events": ["message.created"], "ordered": ordered}))
         .send()
         .await
         .expect("register");
@@ -322,7 +327,14 @@ async fn rate_limited_beside(ca: &support::TestCa, limit: u64, offered: u64, sec
         .expect("PATCH");
     assert_eq!(r.status(), 200);
     let started = Instant::now();
-    let accepted = load(&daemon.base, 64, Duration::from_secs(secs), Some(offered)).await;
+    let accepted = load(
+        &daemon.base,
+        64,
+        Duration::from_secs(secs),
+        Some(offered),
+        0,
+    )
+    .await;
     let load_secs = started.elapsed().as_secs_f64();
     let limited_seen = slow.arrivals.lock().expect("lock").len();
     let wait_until = Instant::now() + Duration::from_secs(60);
@@ -361,10 +373,14 @@ struct Poster {
     stream: tokio::net::TcpStream,
     host: String,
     buf: Vec<u8>,
+    /// With keys, each event gets `ordering_key` `chat-<n % keys>`, `n`
+    /// counted across the posters.
+    keys: u32,
+    counter: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Poster {
-    async fn connect(base: &str) -> Self {
+    async fn connect(base: &str, keys: u32, counter: Arc<std::sync::atomic::AtomicU32>) -> Self {
         let host = base.trim_start_matches("http://").to_owned();
         let stream = tokio::net::TcpStream::connect(&host)
             .await
@@ -374,13 +390,24 @@ impl Poster {
             stream,
             host,
             buf: Vec::with_capacity(4096),
+            keys,
+            counter,
         }
     }
 
     /// Posts one event; true on a 202.
     async fn post(&mut self) -> bool {
+        let key = match self.keys {
+            0 => String::new(),
+            keys => {
+                let n = self
+                    .counter
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!(r#","ordering_key":"chat-{}""#, n % keys)
+            }
+        };
         let body = format!(
-            r#"{{"type":"message.created","data":{{"t0":{},"text":"bench"}}}}"#,
+            r#"{{"type":"message.created","data":{{"t0":{},"text":"bench"}}{key}}}"#,
             now_ns()
         );
         let request = format!(
@@ -400,8 +427,16 @@ impl Poster {
 }
 
 /// Posts events for `duration` from `concurrency` connections, as fast as they
-/// are answered, or at `rate`/s overall when given.
-async fn load(base: &str, concurrency: usize, duration: Duration, rate: Option<u64>) -> u64 {
+/// are answered, or at `rate`/s overall when given; with `keys`, each event
+/// has one of that many ordering keys.
+async fn load(
+    base: &str,
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<u64>,
+    keys: u32,
+) -> u64 {
+    let counter = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let deadline = Instant::now() + duration;
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // With a rate, a ticker hands out one ticket per event; idle connections take them.
@@ -421,7 +456,7 @@ async fn load(base: &str, concurrency: usize, duration: Duration, rate: Option<u
     });
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let mut poster = Poster::connect(base).await;
+        let mut poster = Poster::connect(base, keys, counter.clone()).await;
         let (accepted, tickets) = (accepted.clone(), tickets.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
@@ -490,6 +525,7 @@ async fn scenario(
     webhooks: usize,
     concurrency: usize,
     rate: Option<u64>,
+    keys: u32,
     secs: u64,
     dir: Option<tempfile::TempDir>,
 ) -> (Run, Duration) {
@@ -498,13 +534,20 @@ async fn scenario(
     let mut sinks = Vec::new();
     for _ in 0..webhooks {
         let (url, sink) = start_sink(ca).await;
-        register(&http, &daemon.base, &url).await;
+        register_as(&http, &daemon.base, &url, keys > 0).await;
         sinks.push(sink);
     }
     let rss_idle = daemon.rss_kib("VmRSS:");
     let cpu_before = daemon.cpu_secs();
     let started = Instant::now();
-    let accepted = load(&daemon.base, concurrency, Duration::from_secs(secs), rate).await;
+    let accepted = load(
+        &daemon.base,
+        concurrency,
+        Duration::from_secs(secs),
+        rate,
+        keys,
+    )
+    .await;
     let secs_taken = started.elapsed().as_secs_f64();
     let expected = accepted as usize * webhooks;
     let wait_until = Instant::now() + Duration::from_secs(120);
@@ -586,15 +629,16 @@ async fn main() {
         "\n| scenario | accepted/s | deliveries/s | p50 ingest→arrival | p99 | RSS idle | RSS peak | dup | daemon CPU/event |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let scenarios: Vec<(String, usize, usize, Option<u64>)> = vec![
-        ("1 webhook, c=1".into(), 1, 1, None),
-        ("1 webhook, c=16".into(), 1, 16, None),
-        ("1 webhook, c=64".into(), 1, 64, None),
-        ("10 webhooks, c=1".into(), 10, 1, None),
-        ("10 webhooks, c=16".into(), 10, 16, None),
-        ("10 webhooks, c=64".into(), 10, 64, None),
-        ("1 webhook, 500/s offered".into(), 1, 64, Some(500)),
-        ("1 webhook, 2000/s offered".into(), 1, 64, Some(2000)),
+    let scenarios: Vec<(String, usize, usize, Option<u64>, u32)> = vec![
+        ("1 webhook, c=1".into(), 1, 1, None, 0),
+        ("1 webhook, c=16".into(), 1, 16, None, 0),
+        ("1 webhook, c=64".into(), 1, 64, None, 0),
+        ("10 webhooks, c=1".into(), 10, 1, None, 0),
+        ("10 webhooks, c=16".into(), 10, 16, None, 0),
+        ("10 webhooks, c=64".into(), 10, 64, None, 0),
+        ("1 webhook, 500/s offered".into(), 1, 64, Some(500), 0),
+        ("1 webhook, 2000/s offered".into(), 1, 64, Some(2000), 0),
+        ("ordered, 1,000 keys, c=64".into(), 1, 64, None, 1000),
     ];
     let row = |r: &Run| {
         format!(
@@ -609,11 +653,11 @@ async fn main() {
             r.cpu_us_per_event
         )
     };
-    for (name, webhooks, concurrency, rate) in scenarios {
+    for (name, webhooks, concurrency, rate, keys) in scenarios {
         if !name.contains(only.as_str()) {
             continue;
         }
-        let (r, _) = scenario(&ca, &name, webhooks, concurrency, rate, secs, None).await;
+        let (r, _) = scenario(&ca, &name, webhooks, concurrency, rate, keys, secs, None).await;
         println!("| {} | {} |", r.name, row(&r));
     }
 
@@ -645,7 +689,7 @@ async fn main() {
     for stored in sizes {
         let (dir, size) = prefilled(stored).await;
         let name = format!("{stored} stored");
-        let (r, startup) = scenario(&ca, &name, 1, 64, None, secs, Some(dir)).await;
+        let (r, startup) = scenario(&ca, &name, 1, 64, None, 0, secs, Some(dir)).await;
         println!(
             "| {stored} | {:.0} MB | {:.0} ms | {} |",
             size as f64 / 1e6,
