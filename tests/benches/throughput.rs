@@ -519,16 +519,30 @@ async fn prefilled(stored: usize) -> (tempfile::TempDir, u64) {
     .expect("fill")
 }
 
-async fn scenario(
-    ca: &support::TestCa,
-    name: &str,
+/// What a scenario sends: to how many webhooks, from how many connections,
+/// at what rate (`None`: as fast as answered), with how many ordering keys
+/// (0: none; else the webhooks are ordered).
+#[derive(Clone, Copy)]
+struct Shape {
     webhooks: usize,
     concurrency: usize,
     rate: Option<u64>,
     keys: u32,
+}
+
+async fn scenario(
+    ca: &support::TestCa,
+    name: &str,
+    shape: Shape,
     secs: u64,
     dir: Option<tempfile::TempDir>,
 ) -> (Run, Duration) {
+    let Shape {
+        webhooks,
+        concurrency,
+        rate,
+        keys,
+    } = shape;
     let (daemon, startup) = Daemon::start(ca, dir).await;
     let http = reqwest::Client::new();
     let mut sinks = Vec::new();
@@ -657,7 +671,19 @@ async fn main() {
         if !name.contains(only.as_str()) {
             continue;
         }
-        let (r, _) = scenario(&ca, &name, webhooks, concurrency, rate, keys, secs, None).await;
+        let (r, _) = scenario(
+            &ca,
+            &name,
+            Shape {
+                webhooks,
+                concurrency,
+                rate,
+                keys,
+            },
+            secs,
+            None,
+        )
+        .await;
         println!("| {} | {} |", r.name, row(&r));
     }
 
@@ -689,7 +715,19 @@ async fn main() {
     for stored in sizes {
         let (dir, size) = prefilled(stored).await;
         let name = format!("{stored} stored");
-        let (r, startup) = scenario(&ca, &name, 1, 64, None, 0, secs, Some(dir)).await;
+        let (r, startup) = scenario(
+            &ca,
+            &name,
+            Shape {
+                webhooks: 1,
+                concurrency: 64,
+                rate: None,
+                keys: 0,
+            },
+            secs,
+            Some(dir),
+        )
+        .await;
         println!(
             "| {stored} | {:.0} MB | {:.0} ms | {} |",
             size as f64 / 1e6,
