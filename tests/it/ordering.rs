@@ -281,6 +281,30 @@ async fn skipping_a_stuck_delivery_lets_the_next_of_its_key_go() {
         .expect("JSON");
     assert_eq!(webhook["pending"], 3);
 
+    // The log's attempt detail names the key.
+    let page: Value = admin(
+        reqwest::Method::GET,
+        &format!("/v1/attempts?webhook_id={id}"),
+    )
+    .send()
+    .await
+    .expect("log")
+    .json()
+    .await
+    .expect("JSON");
+    let attempt = page["items"][0]["id"]
+        .as_str()
+        .expect("an attempt")
+        .to_owned();
+    let detail: Value = admin(reqwest::Method::GET, &format!("/v1/attempts/{attempt}"))
+        .send()
+        .await
+        .expect("detail")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(detail["ordering_key"], "chat-1", "{detail}");
+
     // The receiver recovers; the first is skipped: the second goes next.
     rx.set_post(PostMode::default());
     let delivery = stuck["delivery_id"].as_str().expect("delivery").to_owned();

@@ -74,6 +74,7 @@ export default {
   'error.delivery_held': 'هذا التسليم ينتظر خلف تسليم سابق له مفتاح الترتيب نفسه: تخطَّ ذلك أولًا.',
   'error.invalid_ordering_key': 'يجب أن يكون مفتاح الترتيب من 1 إلى 200 حرف.',
   'error.webhook_paused': 'هذا الويب هوك موقوف مؤقتًا: استأنفه أولًا.',
+  'detail.orderingKey': 'مفتاح الترتيب',
   'webhooks.pauseInstead': 'إيقاف مؤقت بدلًا من ذلك',
   'form.controls': 'خيارات التسليم',
   'form.rate': 'حد المعدل (إرسال في الثانية)',

@@ -74,6 +74,7 @@ export default {
   'error.delivery_held': 'This delivery waits behind an earlier one with the same ordering key: skip that one first.',
   'error.invalid_ordering_key': 'The ordering key must be 1 to 200 characters.',
   'error.webhook_paused': 'This webhook is paused: resume it first.',
+  'detail.orderingKey': 'Ordering key',
   'webhooks.pauseInstead': 'Pause instead',
   'form.controls': 'Delivery options',
   'form.rate': 'Rate limit (sends per second)',

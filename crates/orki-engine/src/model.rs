@@ -482,6 +482,9 @@ pub struct AttemptDetail {
     pub request: RequestView,
     /// What came back, if anything did.
     pub response: Option<ResponseRecord>,
+    /// The event's `ordering_key`, if it was posted with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
 
 /// The first result for an `Idempotency-Key`.

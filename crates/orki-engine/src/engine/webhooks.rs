@@ -416,6 +416,7 @@ impl EngineHandle {
                 body: Some(event.payload),
             },
             response: record.response,
+            ordering_key: None,
         })
     }
 

@@ -232,12 +232,15 @@ impl Store {
         else {
             return Ok(None);
         };
-        let body = get_record::<EventRecord>(
+        let event = get_record::<EventRecord>(
             &txn.open_table(EVENTS)?,
             record.attempt.event_id.0,
             "event",
-        )?
-        .map(|e| e.payload);
+        )?;
+        let (body, ordering_key) = match event {
+            Some(e) => (Some(e.payload), e.ordering_key),
+            None => (None, None),
+        };
         Ok(Some(AttemptDetail {
             attempt: record.attempt,
             request: RequestView {
@@ -247,6 +250,7 @@ impl Store {
                 body,
             },
             response: record.response,
+            ordering_key,
         }))
     }
 
