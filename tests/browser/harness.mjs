@@ -103,7 +103,11 @@ export async function startDaemon(certs, extra = []) {
     base,
     dataDir,
     adminUrl: `${base}/#token=${ADMIN}`,
-    stop: () => new Promise((r) => { child.on('exit', r); child.kill('SIGTERM'); }),
+    stop: () => new Promise((r) => {
+      if (child.exitCode !== null || child.signalCode !== null) { r(); return; }
+      child.on('exit', r);
+      child.kill('SIGTERM');
+    }),
   };
 }
 

@@ -2,7 +2,7 @@
 // orki-webhooksd, with real HTTPS receivers.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeCerts, startReceiver, startDaemon, postEvent, admin, launch, shot } from './harness.mjs';
+import { makeCerts, startReceiver, startDaemon, postEvent, admin, launch, shot, ADMIN } from './harness.mjs';
 
 let certs, daemon, browser, page, good, failing;
 
@@ -88,6 +88,7 @@ test('a test event shows its result in place', async () => {
   const result = card.locator('.test-result.ok');
   await result.waitFor({ timeout: 7000 });
   assert.match(await result.textContent(), /Delivered: HTTP 200 in \d+ ms/);
+  assert.doesNotMatch(await result.textContent(), /null/, 'a missing part shown as "null"');
   await good.waitFor(1);
   assert.equal(good.received[0].headers['x-orki-event'], 'meta.message');
   assert.ok(good.received[0].signatureOk);
@@ -447,4 +448,44 @@ test('ordered delivery: the held keys are shown, and a stuck delivery is skipped
     await rx.close();
     await slow.stop();
   }
+});
+
+test('live state: the cards follow steady traffic, and a stopped server is said to be unreachable', async () => {
+  const own = await startDaemon(certs, ['--retry-schedule', '1h']);
+  const rx = await startReceiver(certs);
+  let posting = null;
+  try {
+    rx.mode.status = 500;
+    const made = await admin(own.base, 'POST', '/v1/webhooks', { url: rx.url, verify_token: rx.token, events: ['message.created'] });
+    assert.equal(made.status, 201);
+    await page.goto(own.adminUrl);
+    await page.waitForSelector('body[data-ready="true"]');
+    const card = page.locator('.card', { hasText: rx.url });
+    await card.getByText('Healthy').waitFor();
+    // About 30 events a second, each a failed attempt: the card shows the
+    // failures while the traffic goes on, not only after it stops.
+    posting = setInterval(() => { postEvent(own.base, 'message.created', { n: 1 }).catch(() => {}); }, 33);
+    await card.getByText(/Failing/).waitFor({ timeout: 5000 });
+    clearInterval(posting);
+    posting = null;
+    await own.stop();
+    await page.locator('#listener').getByText('Not reachable').waitFor({ timeout: 10000 });
+    assert.equal(await page.locator('#listener .dot.bad').count(), 1);
+  } finally {
+    if (posting) clearInterval(posting);
+    await rx.close();
+    await own.stop().catch(() => {});
+  }
+});
+
+test('a wrong admin token says what to do, and a pasted one opens the app', async () => {
+  await page.goto(`${daemon.base}/#token=at_not_the_right_one`);
+  await page.reload();
+  await page.locator('#token-why').getByText('This admin token was refused').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'token-input');
+  await shot(page, 'token-refused');
+  await page.keyboard.type(ADMIN);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('body[data-ready="true"] .page-head');
+  await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
 });

@@ -5,7 +5,7 @@
 // A page is `render(root, rest, signal)`. It subscribes to engine events and
 // adds window/document listeners once, tied to `signal`, which is aborted when
 // the route changes; after each await it returns quietly if it was aborted.
-import { api, hasToken } from './bridge.js';
+import { api, hasToken, mode, useToken } from './bridge.js';
 import { applyLanguage, t } from './i18n.js';
 import { h } from './dom.js';
 import { state } from './state.js';
@@ -44,6 +44,11 @@ async function route() {
 function showStatus() {
   const box = document.getElementById('listener');
   const s = state.status;
+  if (state.connected === false) {
+    box.replaceChildren(h('span', { class: 'dot bad', 'aria-hidden': 'true' }),
+      h('span', { role: 'status' }, t('listener.lost')));
+    return;
+  }
   const running = s && s.state === 'running';
   // The engine's `network` (from /v1/health, then `network_changed` events).
   const offline = running && state.network === 'offline';
@@ -55,12 +60,39 @@ function showStatus() {
   );
 }
 
+/** No token, or one the server refused: say what to do, and take a pasted one. */
+function tokenPage(main, why) {
+  const input = h('input', { id: 'token-input', type: 'password', autocomplete: 'off', dir: 'ltr', required: true, 'aria-describedby': 'token-why' });
+  const form = h('form', { class: 'form token-form' },
+    h('div', { class: 'banner error', role: 'alert', id: 'token-why' }, t(why === 'wrong' ? 'auth.wrong' : 'auth.missing')),
+    h('div', { class: 'field' }, h('label', { for: 'token-input' }, t('auth.paste')), input,
+      h('p', { class: 'hint' }, t('auth.pasteHint'))),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'token-use' }, t('auth.use'))));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    if (input.value.trim()) useToken(input.value);
+  });
+  main.replaceChildren(form);
+  input.focus();
+  document.body.dataset.ready = 'true';
+}
+
+/** The server answered again after it was lost: fresh state, the page again. */
+async function reconnected() {
+  try {
+    state.status = await api.status();
+    state.network = state.status.network || 'online';
+  } catch { /* the next loss or answer says more */ }
+  showStatus();
+  route();
+}
+
 async function start() {
   applyTheme();
   applyLanguage();
   const main = document.getElementById('main');
   if (!hasToken()) {
-    main.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, t('auth.missing')));
+    tokenPage(main, 'missing');
     return;
   }
   let failure = null;
@@ -78,13 +110,23 @@ async function start() {
   }
   state.network = state.status.network || 'online';
   showStatus();
-  state.eventTypes = await api.eventTypes();
+  try {
+    state.eventTypes = await api.eventTypes();
+  } catch (e) {
+    if (mode === 'browser' && e && e.code === 'unauthorized') { tokenPage(main, 'wrong'); return; }
+    throw e;
+  }
   api.subscribe((event) => {
     if (event && event.kind === 'network_changed') {
       state.network = event.network;
       showStatus();
     }
     emitEngineEvent(event);
+  }, (up) => {
+    const was = state.connected;
+    state.connected = up;
+    if (up && was === false) reconnected();
+    else if (!up && was !== false) showStatus();
   });
   window.addEventListener('hashchange', route);
   window.addEventListener('orki:language', () => { showStatus(); route(); });

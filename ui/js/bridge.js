@@ -15,6 +15,12 @@ function tokenFromFragment() {
 
 const token = tauri ? null : tokenFromFragment();
 
+/** Keeps a token the admin pasted, for this tab, and starts again with it. */
+export function useToken(value) {
+  sessionStorage.setItem('orki.token', value.trim());
+  location.reload();
+}
+
 async function http(method, path, body) {
   const init = { method, headers: { Authorization: `Bearer ${token}` } };
   if (body !== undefined) {
@@ -106,15 +112,18 @@ export const api = tauri
       // The desktop app's own settings: none in a browser.
       desktopSettings: async () => null,
       patchDesktopSettings: async () => null,
-      subscribe: (onEvent) => streamEvents(onEvent),
+      subscribe: (onEvent, onConnection) => streamEvents(onEvent, onConnection),
     };
 
-// Server-Sent Events over fetch (EventSource cannot send the Authorization header).
-async function streamEvents(onEvent) {
+// Server-Sent Events over fetch (EventSource cannot send the Authorization
+// header). `onConnection(true | false)` says when the stream is up or lost
+// (the server stopped): the UI must not keep saying "Listening".
+async function streamEvents(onEvent, onConnection = () => {}) {
   for (;;) {
     try {
       const response = await fetch('/v1/stream', { headers: { Authorization: `Bearer ${token}` } });
-      if (!response.ok) return;
+      if (!response.ok) { onConnection(false); return; }
+      onConnection(true);
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = '';
@@ -133,6 +142,7 @@ async function streamEvents(onEvent) {
         }
       }
     } catch { /* reconnect below */ }
+    onConnection(false);
     await new Promise((r) => setTimeout(r, 2000));
   }
 }

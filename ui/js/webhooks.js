@@ -60,9 +60,10 @@ export async function renderWebhooks(root, _rest, signal) {
   signal.addEventListener('abort', () => clearTimeout(pending), { once: true });
   onEngineEvent((e) => {
     if (!['webhook_health_changed', 'attempt_recorded', 'network_changed'].includes(e.kind)) return;
-    // Several events in a burst cause one reload.
-    clearTimeout(pending);
-    pending = setTimeout(() => refresh(view), 150);
+    // At most one reload per 150 ms: a burst causes one, and steady traffic
+    // one every 150 ms (a timer restarted on each event would never fire).
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; refresh(view); }, 150);
   }, { signal });
   await draw(view);
 }
@@ -250,12 +251,13 @@ function testPanel(cardEl, w) {
       const a = await api.testWebhook(w.id, select.value);
       result.className = `test-result ${a.success ? 'ok' : 'bad'}`;
       const body = a.response ? a.response.body : '';
-      result.replaceChildren(
+      // replaceChildren writes a null as the text "null": leave them out.
+      result.replaceChildren(...[
         h('strong', {}, a.success
           ? t('test.ok', { status: a.status_code, ms: a.response_time_ms })
           : t('test.failed', { error: a.error })),
         a.success || !a.status_code ? null : h('span', { class: 'muted' }, ` · ${a.response_time_ms} ms`),
-        body ? h('pre', { class: 'code small', dir: 'ltr' }, body) : null);
+        body ? h('pre', { class: 'code small', dir: 'ltr' }, body) : null].filter(Boolean));
     } catch (e) {
       result.className = 'test-result bad';
       result.replaceChildren(errorView(e));
