@@ -441,6 +441,9 @@ test('ordered delivery: the held keys are shown, and a stuck delivery is skipped
     await page.locator('.toast').first().waitFor({ state: 'detached' });
     await page.setViewportSize({ width: 800, height: 600 });
     await shot(page, 'controls-held-800-ar');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot(page, 'controls-held-800-ar-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 820 });
     await shot(page, 'controls-held-ar');
     await page.keyboard.press('Escape');

@@ -64,6 +64,33 @@ async fn post_round(http: &reqwest::Client, base: &str, round: u32) {
     }
 }
 
+/// Registers `rx` as an ordered webhook for `message.created`; its id.
+async fn register_ordered(http: &reqwest::Client, base: &str, rx: &Receiver) -> String {
+    let created = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"url": rx.url, "verify_token": rx.token,
+            "events": ["message.created"], "ordered": true}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(created.status(), 201);
+    let hook: Value = created.json().await.expect("JSON");
+    assert_eq!(hook["ordered"], true);
+    hook["id"].as_str().expect("id").to_owned()
+}
+
+async fn get_webhook(http: &reqwest::Client, base: &str, id: &str) -> Value {
+    http.get(format!("{base}/v1/webhooks/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 fn key_seq(r: &Received) -> (u64, u64) {
     let body = r.json();
     let d = &body["data"];
@@ -84,18 +111,7 @@ async fn ordered_keys_arrive_in_order_through_failures_and_a_kill() {
     let http = reqwest::Client::new();
     let rx = Receiver::start(&ca).await;
     let daemon = start(&ca, dir.path()).await;
-    let created = http
-        .post(format!("{}/v1/webhooks", daemon.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"url": rx.url, "verify_token": rx.token,
-            "events": ["message.created"], "ordered": true}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(created.status(), 201);
-    let hook: Value = created.json().await.expect("JSON");
-    assert_eq!(hook["ordered"], true);
-    let id = hook["id"].as_str().expect("id").to_owned();
+    let id = register_ordered(&http, &daemon.base, &rx).await;
 
     // Validation: an empty or too long key is refused, and nothing is stored.
     for bad in [
@@ -118,6 +134,8 @@ async fn ordered_keys_arrive_in_order_through_failures_and_a_kill() {
         };
         expect_error(r, 400, code).await;
     }
+    let hook = get_webhook(&http, &daemon.base, &id).await;
+    assert_eq!(hook["pending"], 0, "a refused event stored a delivery");
 
     rx.set_post(PostMode {
         fail_next: FAILURES,
@@ -194,15 +212,7 @@ async fn ordered_keys_arrive_in_order_through_failures_and_a_kill() {
     assert!(others > 0, "a failing key held back the others");
 
     // Nothing is left waiting.
-    let hook: Value = http
-        .get(format!("{}/v1/webhooks/{id}", daemon.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("JSON");
+    let hook = get_webhook(&http, &daemon.base, &id).await;
     assert_eq!(hook["pending"], 0, "{hook}");
     println!(
         "{} requests for {all} events ({failed} failed, {} duplicates)",
@@ -212,8 +222,8 @@ async fn ordered_keys_arrive_in_order_through_failures_and_a_kill() {
 }
 
 /// A delivery stuck at the head of its key is skipped by hand: it counts as
-/// given up and the next of its key goes; a waiting one cannot be
-/// redelivered past it; the held list names the key.
+/// given up and the next of its key goes; the held list and the attempt
+/// detail name the key.
 #[tokio::test]
 async fn skipping_a_stuck_delivery_lets_the_next_of_its_key_go() {
     let ca = TestCa::new("Orki Test CA");
@@ -222,16 +232,7 @@ async fn skipping_a_stuck_delivery_lets_the_next_of_its_key_go() {
     let rx = Receiver::start(&ca).await;
     let daemon = start(&ca, dir.path()).await;
     let base = daemon.base.clone();
-    let created = http
-        .post(format!("{base}/v1/webhooks"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"url": rx.url, "verify_token": rx.token,
-            "events": ["message.created"], "ordered": true}))
-        .send()
-        .await
-        .expect("register");
-    let hook: Value = created.json().await.expect("JSON");
-    let id = hook["id"].as_str().expect("id").to_owned();
+    let id = register_ordered(&http, &base, &rx).await;
     rx.set_post(PostMode {
         status: 503,
         ..PostMode::default()
@@ -272,14 +273,7 @@ async fn skipping_a_stuck_delivery_lets_the_next_of_its_key_go() {
     assert_eq!(stuck["event_id"], events[0].as_str());
     assert_eq!(stuck["waiting"], 2);
     assert!(stuck["attempts"].as_u64().expect("attempts") >= 1);
-    let webhook: Value = admin(reqwest::Method::GET, &format!("/v1/webhooks/{id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(webhook["pending"], 3);
+    assert_eq!(get_webhook(&http, &base, &id).await["pending"], 3);
 
     // The log's attempt detail names the key.
     let page: Value = admin(
